@@ -1,0 +1,156 @@
+"""Input validation shared by every public function and op.
+
+Host arrays are checked by scikit-learn's own ``check_array``, so the messages are the
+ones scikit-learn users know ("Input X contains NaN.", "Expected 2D array, got 1D array
+instead", "Found array with 0 sample(s) ..."); device arrays get the same checks and the
+same texts here. Everything leaves as a C-contiguous float32 or float64 array: float32
+stays float32, other real dtypes (float16, integers, bool) become float64, complex is
+refused. Inputs are never modified (a converted copy is made when needed).
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_array as _sklearn_check_array
+
+from ._arrays import is_device_array, to_device
+
+METRIC_ALIASES = {
+    "euclidean": "euclidean",
+    "l2": "euclidean",
+    "sqeuclidean": "sqeuclidean",
+    "cosine": "cosine",
+    "manhattan": "manhattan",
+    "cityblock": "manhattan",
+    "l1": "manhattan",
+}
+METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan")
+
+
+def check_metric(metric):
+    """The canonical name of ``metric``, or a ValueError listing the valid ones."""
+    if isinstance(metric, str) and metric in METRIC_ALIASES:
+        return METRIC_ALIASES[metric]
+    raise ValueError(
+        f"Unknown metric {metric!r}. Valid metrics are "
+        + ", ".join(repr(m) for m in sorted(METRIC_ALIASES))
+        + "."
+    )
+
+
+def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None):
+    """Validate a 2-D array of samples; returns a C-contiguous float32/float64 array.
+
+    ``dtype`` forces float32 or float64; by default float32 and float64 are kept.
+    Device arrays stay on the device.
+    """
+    if is_device_array(X):
+        return _check_device_array(X, input_name, dtype, min_samples, estimator)
+    return _sklearn_check_array(
+        X,
+        dtype=[np.float64, np.float32] if dtype is None else dtype,
+        order="C",
+        input_name=input_name,
+        ensure_min_samples=min_samples,
+        estimator=estimator,
+    )
+
+
+def _check_device_array(X, input_name, dtype, min_samples, estimator):
+    X = to_device(X)
+    cupy = __import__("cupy")
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "
+            "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) "
+            "if it contains a single sample."
+        )
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    if dtype is not None:
+        X = X.astype(dtype, copy=False)
+    elif X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.shape[0] < min_samples:
+        required = f" by {_name(estimator)}" if estimator is not None else ""
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
+            f"{min_samples} is required{required}."
+        )
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    if not bool(cupy.isfinite(X).all()):
+        what = "NaN" if bool(cupy.isnan(X).any()) else f"infinity or a value too large for {X.dtype!r}"
+        raise ValueError(f"Input {input_name} contains {what}.")
+    return cupy.ascontiguousarray(X)
+
+
+def _name(estimator):
+    return estimator if isinstance(estimator, str) else type(estimator).__name__
+
+
+def check_pair(X, Y):
+    """Validate X and Y for a pairwise op: same kind, same dtype, same number of columns.
+
+    The dtype rule is scikit-learn's: float32 only when both are float32, else float64.
+    """
+    X = check_array(X, input_name="X")
+    Y = check_array(Y, input_name="Y")
+    if is_device_array(X) != is_device_array(Y):
+        raise ValueError(
+            "X and Y must both be host (NumPy) arrays or both GPU arrays; got one of each."
+        )
+    if X.dtype != Y.dtype:
+        X = X.astype(np.float64)
+        Y = Y.astype(np.float64)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            "Incompatible dimension for X and Y matrices: "
+            f"X.shape[1] == {X.shape[1]} while Y.shape[1] == {Y.shape[1]}"
+        )
+    return X, Y
+
+
+def check_n_neighbors(n_neighbors, n_samples_fit):
+    """``n_neighbors`` as an int in [1, n_samples_fit], or scikit-learn's error."""
+    if not isinstance(n_neighbors, numbers.Integral) or isinstance(n_neighbors, bool):
+        raise TypeError(
+            f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+        )
+    if n_neighbors <= 0:
+        raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+    if n_neighbors > n_samples_fit:
+        raise ValueError(
+            f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {n_neighbors}, "
+            f"n_samples_fit = {n_samples_fit}"
+        )
+    return int(n_neighbors)
+
+
+def validate_data(estimator, X, *, reset, dtype=None):
+    """scikit-learn's ``validate_data`` for an estimator, for host and device arrays alike.
+
+    Sets (``reset=True``) or checks (``reset=False``) ``n_features_in_``, and on host input
+    ``feature_names_in_``, with scikit-learn's messages.
+    """
+    if not is_device_array(X):
+        from sklearn.utils.validation import validate_data as _sklearn_validate_data
+
+        return _sklearn_validate_data(
+            estimator,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32] if dtype is None else dtype,
+            order="C",
+        )
+    X = check_array(X, dtype=dtype, estimator=estimator)
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return X

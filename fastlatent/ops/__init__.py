@@ -1,0 +1,16 @@
+"""The stable low-level API: one function per kernel, array in / array out.
+
+Other tools (and ``fastlatent.dask``) call these. Each op validates its inputs, chooses the
+backend (``backend=`` argument, then ``config_context``/``set_config``, then
+``FASTLATENT_BACKEND``, then "auto") and returns arrays of the input's kind.
+"""
+
+from ._dispatch import select_backend
+from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin_min
+
+__all__ = [
+    "kneighbors",
+    "pairwise_distances",
+    "pairwise_distances_argmin_min",
+    "select_backend",
+]
