@@ -1,0 +1,20 @@
+"""The tolerance table: every comparison in the tests takes its rtol/atol from here.
+
+Backends against the NumPy reference: the reference computes distances in float64 with the
+direct form and casts to the input's dtype, and every backend reports exact distances, so
+they agree to a few units of the output's rounding. Against scikit-learn, whose float64
+euclidean uses the expanded form, the agreement is looser (its own cancellation).
+"""
+
+import numpy as np
+
+# (rtol, atol) for distances, by dtype.
+BACKEND_VS_REFERENCE = {np.float32: (2e-6, 1e-6), np.float64: (1e-12, 1e-12)}
+REFERENCE_VS_SKLEARN = {np.float32: (1e-6, 1e-6), np.float64: (1e-9, 1e-9)}
+# Two float64 distances closer than this (relative) are a tie: either index is right.
+TIE_RTOL = {np.float32: 1e-6, np.float64: 1e-12}
+
+
+def distance_tol(table, dtype):
+    rtol, atol = table[np.dtype(dtype).type]
+    return {"rtol": rtol, "atol": atol}
