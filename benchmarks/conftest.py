@@ -1,6 +1,4 @@
 import numpy as np
-import pytest
-
 from fastlatent.backends import is_available
 
 
@@ -16,8 +14,3 @@ def fastlatent_backends():
 def run(benchmark, fn, rounds=3):
     """Time ``fn`` (one warm-up call, then ``rounds`` timed calls) and return its result."""
     return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
-
-
-@pytest.fixture(autouse=True)
-def _single_blas_thread_count_note(benchmark):
-    benchmark.extra_info["note"] = "same data, same run for every implementation in a group"
