@@ -34,7 +34,7 @@ def main():
 
     sk = SkNearestNeighbors(n_neighbors=5, metric="cosine", algorithm="brute").fit(X).kneighbors()
     assert np.allclose(distances, sk[0], atol=1e-5), "distances differ from scikit-learn"
-    print(f"  same neighbours as scikit-learn: {np.mean(neighbours == sk[1]):.2%} (the rest are exact ties)")
+    print(f"  same neighbours as scikit-learn: {np.mean(neighbours == sk[1]):.2%} (where they differ, the distances are equal: ties)")
 
     centres = np.stack([X[y == c].mean(axis=0) for c in range(10)])
     labels, dist = fastlatent.pairwise_distances_argmin_min(X, centres)
