@@ -5,6 +5,7 @@ with Numba and NumPy versions of every kernel as fallbacks and references.
 """
 
 from . import ops
+from .cluster import KMeans
 from ._config import config_context, get_config, set_config
 from .backends import available_backends, show_backends
 from .metrics import (
@@ -17,6 +18,7 @@ from .neighbors import NearestNeighbors
 __version__ = "0.1.0"
 
 __all__ = [
+    "KMeans",
     "NearestNeighbors",
     "available_backends",
     "config_context",

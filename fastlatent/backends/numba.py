@@ -191,3 +191,21 @@ def kneighbors(X, Y, n_neighbors, metric):
     indices = np.empty((X.shape[0], n_neighbors), dtype=np.int64)
     _kneighbors_kernel(X, Y, code, distances, indices)
     return distances, indices
+
+
+@numba.njit(cache=True, fastmath=False)
+def _kmeans_update_kernel(X, sample_weight, labels, sums, weights):
+    # Sequential over rows: the float64 sums then do not depend on the thread count.
+    for i in range(X.shape[0]):
+        label = labels[i]
+        w = np.float64(sample_weight[i])
+        weights[label] += w
+        for k in range(X.shape[1]):
+            sums[label, k] += w * np.float64(X[i, k])
+
+
+def kmeans_update(X, sample_weight, labels, n_clusters):
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    weights = np.zeros(n_clusters, dtype=np.float64)
+    _kmeans_update_kernel(X, sample_weight, labels, sums, weights)
+    return sums, weights

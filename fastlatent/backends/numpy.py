@@ -72,3 +72,11 @@ def kneighbors(X, Y, n_neighbors, metric):
 
 def describe():
     return f"NumPy {np.__version__} (reference)"
+
+
+def kmeans_update(X, sample_weight, labels, n_clusters):
+    """Per-cluster weighted sums (float64, summed in row order) and weights."""
+    weights = np.bincount(labels, weights=sample_weight.astype(np.float64), minlength=n_clusters)
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, X.astype(np.float64) * sample_weight.astype(np.float64)[:, None])
+    return sums, weights

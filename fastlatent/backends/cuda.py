@@ -1,0 +1,103 @@
+"""CUDA backend: the kernels of ``fastlatent._cuda`` (csrc/cuda/distances.cu) on CuPy arrays.
+
+Same contract as ``fastlatent.backends.numpy`` (see its docstring): inputs are validated by
+``fastlatent.ops``; outputs have the input's dtype; indices are int64; ties go to the lower
+index. X and Y may be NumPy or CuPy arrays (or anything ``cupy.asarray`` takes); results are
+CuPy arrays on the current device, enqueued on the current CuPy stream and not waited for (the
+ops layer converts them back to NumPy when the input was NumPy).
+
+``pairwise_distances`` accumulates in the input precision (direct form, no cancellation).
+``pairwise_distances_argmin_min`` and ``kneighbors`` screen candidates in the input precision
+and compute the distances they return in float64, re-checking in float64 every row whose
+screening margin is within the rounding error bound, so their indices equal the reference's.
+
+Importing this module fails (ImportError) when CuPy or the compiled module is missing; the
+backend registry then reports the backend unavailable.
+"""
+
+import cupy
+import numpy as np
+
+from fastlatent import _cuda
+
+METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan")
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def unavailable_reason():
+    """Why this backend cannot run here, or None when it can."""
+    if _cuda.device_count() == 0:
+        return "no CUDA device found"
+    return None
+
+
+def describe():
+    return f"CUDA on {_cuda.device_name()}"
+
+
+def _device_arrays(op, X, Y, metric):
+    """X and Y as C-contiguous CuPy arrays on the current device, and their dtype's name."""
+    X = cupy.ascontiguousarray(cupy.asarray(X))
+    Y = cupy.ascontiguousarray(cupy.asarray(Y))
+    if X.ndim != 2 or Y.ndim != 2:
+        raise ValueError(f"{op}: X and Y must be 2-D, got shapes {X.shape} and {Y.shape}")
+    if X.dtype != Y.dtype or X.dtype not in _DTYPE_NAMES:
+        raise ValueError(
+            f"{op}: X and Y must share one dtype, float32 or float64; got {X.dtype} and {Y.dtype}"
+        )
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"{op}: X and Y must have the same number of columns, got {X.shape[1]} and {Y.shape[1]}"
+        )
+    if X.shape[0] == 0 or Y.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{op}: X and Y must be non-empty, got shapes {X.shape} and {Y.shape}")
+    if metric not in METRICS:
+        raise ValueError(f"{op}: unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    device = cupy.cuda.Device().id
+    if X.device.id != device or Y.device.id != device:
+        raise ValueError(
+            f"{op}: X and Y must be on the current device {device}, "
+            f"got devices {X.device.id} and {Y.device.id}"
+        )
+    return X, Y, _DTYPE_NAMES[X.dtype]
+
+
+def _stream():
+    return cupy.cuda.get_current_stream().ptr
+
+
+def pairwise_distances(X, Y, metric):
+    X, Y, dtype = _device_arrays("pairwise_distances", X, Y, metric)
+    out = cupy.empty((X.shape[0], Y.shape[0]), dtype=X.dtype)
+    _cuda.pairwise_distances(
+        X.data.ptr, Y.data.ptr, out.data.ptr,
+        X.shape[0], Y.shape[0], X.shape[1], metric, dtype, _stream(),
+    )  # fmt: skip
+    return out
+
+
+def pairwise_distances_argmin_min(X, Y, metric):
+    X, Y, dtype = _device_arrays("pairwise_distances_argmin_min", X, Y, metric)
+    indices = cupy.empty(X.shape[0], dtype=cupy.int64)
+    distances = cupy.empty(X.shape[0], dtype=X.dtype)
+    _cuda.pairwise_distances_argmin_min(
+        X.data.ptr, Y.data.ptr, indices.data.ptr, distances.data.ptr,
+        X.shape[0], Y.shape[0], X.shape[1], metric, dtype, _stream(),
+    )  # fmt: skip
+    return indices, distances
+
+
+def kneighbors(X, Y, n_neighbors, metric):
+    X, Y, dtype = _device_arrays("kneighbors", X, Y, metric)
+    n_neighbors = int(n_neighbors)
+    if not 1 <= n_neighbors <= Y.shape[0]:
+        raise ValueError(
+            f"kneighbors: n_neighbors must be in [1, {Y.shape[0]}] (the rows of Y), got {n_neighbors}"
+        )
+    distances = cupy.empty((X.shape[0], n_neighbors), dtype=X.dtype)
+    indices = cupy.empty((X.shape[0], n_neighbors), dtype=cupy.int64)
+    _cuda.kneighbors(
+        X.data.ptr, Y.data.ptr, distances.data.ptr, indices.data.ptr,
+        X.shape[0], Y.shape[0], X.shape[1], n_neighbors, metric, dtype, _stream(),
+    )  # fmt: skip
+    return distances, indices

@@ -1,0 +1,101 @@
+"""k-means ops: assignment (the fused argmin kernel), the weighted update, k-means++ seeding.
+
+``check_input=False`` skips validation for callers that validated once already (the
+estimators' Lloyd loop): validating scans X, which costs as much as an assignment.
+"""
+
+import numpy as np
+
+from .._arrays import is_device_array, to_like
+from .._validation import check_array, check_pair
+from . import _dispatch
+
+
+def _namespace(X):
+    if is_device_array(X):
+        import cupy
+
+        return cupy
+    return np
+
+
+def kmeans_assign(X, centers, *, backend=None, check_input=True):
+    """Nearest centre of each row of X and the squared euclidean distance to it.
+
+    Returns (labels int32 (n,), squared distances (n,) of X's dtype). Ties go to the lower
+    centre index. One kernel serves fit and predict: the fused distance + argmin.
+    """
+    reference = X
+    if check_input:
+        X, centers = check_pair(X, centers)
+    labels, distances = _dispatch.run(
+        "pairwise_distances_argmin_min", backend, (X, centers), "sqeuclidean"
+    )
+    return to_like(reference, labels.astype(np.int32), distances)
+
+
+def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_input=True):
+    """Weighted per-cluster sums and weights: the M-step of Lloyd's algorithm.
+
+    Returns (sums (n_clusters, n_features) float64, weights (n_clusters,) float64). The
+    sums are accumulated in float64 in a fixed order, so they do not depend on the number
+    of threads.
+    """
+    reference = X
+    if check_input:
+        X = check_array(X)
+        xp = _namespace(X)
+        sample_weight = xp.ascontiguousarray(xp.asarray(sample_weight, dtype=X.dtype))
+        labels = xp.ascontiguousarray(xp.asarray(labels, dtype=np.int32))
+        if sample_weight.shape != (X.shape[0],) or labels.shape != (X.shape[0],):
+            raise ValueError(
+                f"sample_weight {sample_weight.shape} and labels {labels.shape} must both "
+                f"have shape ({X.shape[0]},)."
+            )
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_clusters):
+            raise ValueError(f"labels must lie in [0, {n_clusters}); got [{int(labels.min())}, {int(labels.max())}].")
+    sums, weights = _dispatch.run("kmeans_update", backend, (X, sample_weight, labels), int(n_clusters))
+    return to_like(reference, sums, weights)
+
+
+def kmeans_plusplus(X, n_clusters, sample_weight, random_state, *, n_local_trials=None, backend=None):
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii), as scikit-learn does it.
+
+    ``random_state`` is a ``numpy.random.RandomState``; it is drawn from in the same order
+    as ``sklearn.cluster.kmeans_plusplus``, so the same seed picks the same rows (up to
+    rounding in the distances). Each step draws 2 + log(k) candidates with probability
+    proportional to the weighted squared distance to the nearest chosen centre, and keeps
+    the one that lowers the potential most. The distances from the candidates to all rows
+    run on the backend's distance kernel.
+
+    Returns (centers (n_clusters, n_features) of X's dtype, indices int64 (n_clusters,)).
+    """
+    xp = _namespace(X)
+    n_samples = X.shape[0]
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    weight_host = np.asarray(sample_weight.get() if xp is not np else sample_weight, dtype=np.float64)
+
+    def squared_distances(rows):
+        return xp.asarray(
+            _dispatch.run("pairwise_distances", backend, (X[rows], X), "sqeuclidean"), dtype=np.float64
+        )
+
+    weight = xp.asarray(weight_host)
+    first = random_state.choice(n_samples, p=weight_host / weight_host.sum())
+    indices = np.full(n_clusters, -1, dtype=np.int64)
+    indices[0] = first
+    closest = squared_distances([first])[0]
+    potential = float(closest @ weight)
+    for c in range(1, n_clusters):
+        targets = random_state.uniform(size=n_local_trials) * potential
+        cumulative = xp.cumsum(weight * closest)
+        candidates = np.asarray(xp.searchsorted(cumulative, xp.asarray(targets)).tolist())
+        np.clip(candidates, None, n_samples - 1, out=candidates)
+        to_candidates = xp.minimum(closest, squared_distances(candidates.tolist()))
+        candidate_potentials = to_candidates @ weight
+        best = int(xp.argmin(candidate_potentials))
+        potential = float(candidate_potentials[best])
+        closest = to_candidates[best]
+        indices[c] = candidates[best]
+    return X[indices.tolist()], indices
