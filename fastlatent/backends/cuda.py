@@ -101,3 +101,23 @@ def kneighbors(X, Y, n_neighbors, metric):
         X.shape[0], Y.shape[0], X.shape[1], n_neighbors, metric, dtype, _stream(),
     )  # fmt: skip
     return distances, indices
+
+
+def kmeans_update(X, sample_weight, labels, n_clusters):
+    """Per-cluster weighted sums and weights in float64, as a sparse one-hot product.
+
+    ``onehot @ X`` with onehot[k, i] = sample_weight[i] where labels[i] == k: cuSPARSE's CSR
+    product sums each output in a fixed order, so repeated calls give identical results.
+    """
+    import cupyx.scipy.sparse as sparse
+
+    X = cupy.asarray(X)
+    n_samples = X.shape[0]
+    weight = cupy.asarray(sample_weight, dtype=cupy.float64)
+    labels = cupy.asarray(labels, dtype=cupy.int64)
+    onehot = sparse.csr_matrix(
+        (weight, (labels, cupy.arange(n_samples))), shape=(n_clusters, n_samples)
+    )
+    sums = cupy.ascontiguousarray(onehot @ X.astype(cupy.float64))
+    weights = cupy.bincount(labels, weights=weight, minlength=n_clusters)
+    return sums, weights
