@@ -119,5 +119,5 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
         (weight, (labels, cupy.arange(n_samples))), shape=(n_clusters, n_samples)
     )
     sums = cupy.ascontiguousarray(onehot @ X.astype(cupy.float64))
-    weights = cupy.bincount(labels, weights=weight, minlength=n_clusters)
+    weights = cupy.asarray(onehot.sum(axis=1)).ravel()  # bincount would add with atomics
     return sums, weights
