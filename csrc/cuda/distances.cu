@@ -7,14 +7,22 @@
 // (X row, Y row) pairs and loops over the D columns in chunks of BK = 16, staging the two chunks
 // in shared memory (transposed, so that a thread reads its 4 consecutive rows with one vector
 // load). Each thread accumulates a TM x TN register tile with FMAs.
-//   float : BM = BN = 128, TM = TN = 8      double / kneighbors : BM = BN = 64, TM = TN = 4
+//   float argmin       : BM = BN = 128, TM = TN = 8
+//   float pairwise     : BM = 128, BN = 64, TM = 8, TN = 4 (its float64 accumulators)
+//   double / kneighbors: BM = BN = 64, TM = TN = 4
 //
-// pairwise_distances: direct form, accumulated in the input precision (the terms are
-//   non-negative, so there is no cancellation): sum (x-y)^2 (sqrt for euclidean), sum |x-y|;
-//   cosine = 0.5 * |x/|x| - y/|y||^2, which equals 1 - cos without its cancellation for close
-//   vectors, and 1 when either vector is zero (scikit-learn's convention).
-//   Cost: 3 n_x n_y D flops; bytes (n_x + n_y) D s from DRAM (Y is re-read from L2), n_x n_y s
-//   written (s = sizeof(T)).
+// pairwise_distances: direct form (the terms are non-negative, so there is no cancellation):
+//   sum (x-y)^2 (sqrt for euclidean), sum |x-y|; cosine = 0.5 * |x/|x| - y/|y||^2, which equals
+//   1 - cos without its cancellation for close vectors, and 1 when either vector is zero
+//   (scikit-learn's convention). float64 input: accumulated in float64. float32 input: two-level
+//   sums, each staged chunk of BK = 16 features summed in float32, then added to a float64
+//   accumulator (one double add per chunk per pair); the sqrt / cosine step is in float64 and
+//   the result is rounded to float32 once. Relative error of a sum of squares: about
+//   (BK + 2) u32 (float32 differences, squares and chunk sums) plus D/BK u64, instead of D u32
+//   for a float32 sum; half that for euclidean, plus the final rounding. (Cosine still works on
+//   rows normalised and rounded to float32, so its error is set by that rounding.)
+//   Cost: 3 n_x n_y D flops (+ n_x n_y D/16 float64 adds); bytes (n_x + n_y) D s from DRAM (Y
+//   is re-read from L2), n_x n_y s written (s = sizeof(T)).
 //
 // argmin_min and kneighbors ("exact" mode) fuse distance and selection:
 //   1. screen (working precision): key_j = |y_j|^2 - 2 x.y_j, an FMA per pair (for cosine x and
@@ -93,8 +101,6 @@ __device__ __forceinline__ float fma_t(float a, float b, float c) { return __fma
 __device__ __forceinline__ double fma_t(double a, double b, double c) { return __fma_rn(a, b, c); }
 __device__ __forceinline__ float abs_t(float a) { return fabsf(a); }
 __device__ __forceinline__ double abs_t(double a) { return fabs(a); }
-__device__ __forceinline__ float sqrt_t(float a) { return sqrtf(a); }
-__device__ __forceinline__ double sqrt_t(double a) { return sqrt(a); }
 
 template <typename T>
 __device__ __forceinline__ T infinity_t() {
@@ -301,9 +307,25 @@ struct MainTile<double> {
   using type = TileShape<64, 64, 16, 4, 4>;  // 8x8 doubles would need too many registers
 };
 using KnnTile = TileShape<64, 64, 16, 4, 4>;  // kneighbors: the key tile fits in shared memory
-constexpr int kTileThreads = 256;               // every tile shape above
+
+// pairwise_distances: float sums each staged chunk in float and adds it to a float64 tile, so
+// a thread holds 8x4 pairs (32 float + 32 double accumulators, ~175 registers; 8x8 would spill
+// at 255); double keeps the main tile.
+template <typename T>
+struct PairwiseTile;
+template <>
+struct PairwiseTile<float> {
+  using type = TileShape<128, 64, 16, 8, 4>;
+};
+template <>
+struct PairwiseTile<double> {
+  using type = MainTile<double>::type;
+};
+
+constexpr int kTileThreads = 256;  // every tile shape above
 static_assert(MainTile<float>::type::THREADS == kTileThreads && MainTile<double>::type::THREADS == kTileThreads &&
-                  KnnTile::THREADS == kTileThreads,
+                  KnnTile::THREADS == kTileThreads && PairwiseTile<float>::type::THREADS == kTileThreads &&
+                  PairwiseTile<double>::type::THREADS == kTileThreads,
               "__launch_bounds__ assume 256 threads");
 
 template <typename T, class S>
@@ -350,9 +372,28 @@ __device__ __forceinline__ void stage_rows(T (*dst)[LD], const T* __restrict__ A
   }
 }
 
-// acc[i][j] = sum over features of OP(X[row0 + row_of(i)], Y[col0 + col_of(j)]). Every thread
-// of the block must call it (it synchronises the block); it ends with a __syncthreads, so the
-// caller may reuse the staging memory right after.
+// acc[i][j] += sum over the BK staged features of OP(x[.][row_of(i)], y[.][col_of(j)]).
+template <TileOp OP, typename T, class S>
+__device__ __forceinline__ void chunk_products(const StagedTiles<T, S>& staged, int tx, int ty,
+                                               T (&acc)[S::TM][S::TN]) {
+#pragma unroll
+  for (int k = 0; k < S::BK; ++k) {
+    T a[S::TM];
+    T b[S::TN];
+#pragma unroll
+    for (int g = 0; g < S::TM / 4; ++g) load4(&staged.x[k][g * S::THREADS_Y * 4 + ty * 4], a + 4 * g);
+#pragma unroll
+    for (int g = 0; g < S::TN / 4; ++g) load4(&staged.y[k][g * S::THREADS_X * 4 + tx * 4], b + 4 * g);
+#pragma unroll
+    for (int i = 0; i < S::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < S::TN; ++j) acc[i][j] = accumulate<OP>(acc[i][j], a[i], b[j]);
+  }
+}
+
+// acc[i][j] = sum over features of OP(X[row0 + row_of(i)], Y[col0 + col_of(j)]), accumulated in
+// T. Every thread of the block must call it (it synchronises the block); it ends with a
+// __syncthreads, so the caller may reuse the staging memory right after.
 template <TileOp OP, bool kScaled, typename T, class S>
 __device__ __forceinline__ void tile_products(const T* __restrict__ X, const T* __restrict__ Y, index_t n_x,
                                               index_t n_y, index_t n_features, index_t row0, index_t col0,
@@ -371,20 +412,43 @@ __device__ __forceinline__ void tile_products(const T* __restrict__ X, const T* 
     stage_rows<S::BM, S::BM + S::PAD, S::BK, S::THREADS, kScaled>(staged.x, X, n_x, n_features, row0, k0, x_scale, tid);
     stage_rows<S::BN, S::BN + S::PAD, S::BK, S::THREADS, kScaled>(staged.y, Y, n_y, n_features, col0, k0, y_scale, tid);
     __syncthreads();
-#pragma unroll
-    for (int k = 0; k < S::BK; ++k) {
-      T a[S::TM];
-      T b[S::TN];
-#pragma unroll
-      for (int g = 0; g < S::TM / 4; ++g) load4(&staged.x[k][g * S::THREADS_Y * 4 + ty * 4], a + 4 * g);
-#pragma unroll
-      for (int g = 0; g < S::TN / 4; ++g) load4(&staged.y[k][g * S::THREADS_X * 4 + tx * 4], b + 4 * g);
-#pragma unroll
-      for (int i = 0; i < S::TM; ++i)
-#pragma unroll
-        for (int j = 0; j < S::TN; ++j) acc[i][j] = accumulate<OP>(acc[i][j], a[i], b[j]);
-    }
+    chunk_products<OP>(staged, tx, ty, acc);
     __syncthreads();
+  }
+}
+
+// Same sums as tile_products, in two levels: each staged chunk of BK features is accumulated in
+// T (from zero), then added to the float64 acc. The error is that of a BK-term sum in T plus
+// a D/BK-term sum in float64, instead of a D-term sum in T.
+template <TileOp OP, bool kScaled, typename T, class S>
+__device__ __forceinline__ void tile_products_two_level(const T* __restrict__ X, const T* __restrict__ Y,
+                                                        index_t n_x, index_t n_y, index_t n_features, index_t row0,
+                                                        index_t col0, const double* __restrict__ x_scale,
+                                                        const double* __restrict__ y_scale,
+                                                        StagedTiles<T, S>& staged, double (&acc)[S::TM][S::TN]) {
+  const int tid = threadIdx.x;
+  const int tx = tid % S::THREADS_X;
+  const int ty = tid / S::THREADS_X;
+#pragma unroll
+  for (int i = 0; i < S::TM; ++i)
+#pragma unroll
+    for (int j = 0; j < S::TN; ++j) acc[i][j] = 0.0;
+
+  for (index_t k0 = 0; k0 < n_features; k0 += S::BK) {
+    stage_rows<S::BM, S::BM + S::PAD, S::BK, S::THREADS, kScaled>(staged.x, X, n_x, n_features, row0, k0, x_scale, tid);
+    stage_rows<S::BN, S::BN + S::PAD, S::BK, S::THREADS, kScaled>(staged.y, Y, n_y, n_features, col0, k0, y_scale, tid);
+    __syncthreads();
+    T part[S::TM][S::TN];
+#pragma unroll
+    for (int i = 0; i < S::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < S::TN; ++j) part[i][j] = T(0);
+    chunk_products<OP>(staged, tx, ty, part);
+    __syncthreads();  // the adds below need no shared memory: release the staging tiles first
+#pragma unroll
+    for (int i = 0; i < S::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < S::TN; ++j) acc[i][j] += static_cast<double>(part[i][j]);
   }
 }
 
@@ -443,13 +507,14 @@ __global__ void row_norms_kernel(const T* __restrict__ A, index_t n_rows, index_
 }
 
 // out = distances, one BM x BN tile per block; tiles numbered row-major (Y sweeps fastest, so
-// consecutive blocks share their X tile in L2).
+// consecutive blocks share their X tile in L2). Sums and the final step are in float64 for
+// both types (two-level sums for float: see tile_products_two_level), rounded to T once.
 template <typename T, Metric M>
 __global__ void __launch_bounds__(kTileThreads)
     pairwise_distances_kernel(const T* __restrict__ X, const T* __restrict__ Y, T* __restrict__ out, index_t n_x,
                               index_t n_y, index_t n_features, const double* __restrict__ x_scale,
                               const double* __restrict__ y_scale, index_t n_col_tiles) {
-  using S = typename MainTile<T>::type;
+  using S = typename PairwiseTile<T>::type;
   constexpr TileOp OP = M == Metric::manhattan ? TileOp::absolute_difference : TileOp::squared_difference;
   constexpr bool kScaled = M == Metric::cosine;
   __shared__ StagedTiles<T, S> staged;
@@ -457,8 +522,14 @@ __global__ void __launch_bounds__(kTileThreads)
   const index_t tile = blockIdx.x;
   const index_t row0 = (tile / n_col_tiles) * S::BM;
   const index_t col0 = (tile % n_col_tiles) * S::BN;
-  T acc[S::TM][S::TN];
-  tile_products<OP, kScaled, T, S>(X, Y, n_x, n_y, n_features, row0, col0, x_scale, y_scale, staged, acc);
+  double acc[S::TM][S::TN];
+  if constexpr (std::is_same_v<T, float>) {
+    tile_products_two_level<OP, kScaled, T, S>(X, Y, n_x, n_y, n_features, row0, col0, x_scale, y_scale, staged,
+                                               acc);
+  } else {
+    static_assert(std::is_same_v<T, double>, "float or double");
+    tile_products<OP, kScaled, T, S>(X, Y, n_x, n_y, n_features, row0, col0, x_scale, y_scale, staged, acc);
+  }
 
   const int tx = threadIdx.x % S::THREADS_X;
   const int ty = threadIdx.x / S::THREADS_X;
@@ -470,13 +541,13 @@ __global__ void __launch_bounds__(kTileThreads)
     for (int j = 0; j < S::TN; ++j) {
       const index_t col = col0 + S::col_of(j, tx);
       if (col >= n_y) continue;
-      T d = acc[i][j];
+      double d = acc[i][j];
       if constexpr (M == Metric::euclidean) {
-        d = sqrt_t(d);
+        d = sqrt(d);
       } else if constexpr (M == Metric::cosine) {
-        d = (x_scale[row] == 0.0 || y_scale[col] == 0.0) ? T(1) : fmin(fmax(T(0.5) * d, T(0)), T(2));
+        d = (x_scale[row] == 0.0 || y_scale[col] == 0.0) ? 1.0 : fmin(fmax(0.5 * d, 0.0), 2.0);
       }
-      out[row * n_y + col] = d;
+      out[row * n_y + col] = static_cast<T>(d);
     }
   }
 }
@@ -880,7 +951,7 @@ template <typename T, Metric M>
 void pairwise_distances_impl(const T* x, const T* y, T* out, index_t n_x, index_t n_y, index_t n_features,
                              cudaStream_t stream) {
   constexpr const char* op = "pairwise_distances";
-  using S = typename MainTile<T>::type;
+  using S = typename PairwiseTile<T>::type;
   Workspace workspace;
   std::size_t x_scale_at = 0, y_scale_at = 0;
   if (M == Metric::cosine) {

@@ -6,7 +6,9 @@ index. X and Y may be NumPy or CuPy arrays (or anything ``cupy.asarray`` takes);
 CuPy arrays on the current device, enqueued on the current CuPy stream and not waited for (the
 ops layer converts them back to NumPy when the input was NumPy).
 
-``pairwise_distances`` accumulates in the input precision (direct form, no cancellation).
+``pairwise_distances`` uses the direct form (no cancellation), accumulated in float64 for
+float64 input; for float32 input each chunk of 16 features is summed in float32 and the chunk
+sums are added in float64 (the final sqrt / cosine step too), then rounded to float32 once.
 ``pairwise_distances_argmin_min`` and ``kneighbors`` screen candidates in the input precision
 and compute the distances they return in float64, re-checking in float64 every row whose
 screening margin is within the rounding error bound, so their indices equal the reference's.
