@@ -1,0 +1,153 @@
+// fastlatent._cpu: converts NumPy arrays for the kernels in csrc/cpu and releases the GIL around
+// them. Arrays are taken without forcecast, so a wrong dtype is a TypeError, never a silent copy.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "cpu/distances.hpp"
+#include "cpu/kmeans.hpp"
+
+namespace py = pybind11;
+namespace cpu = fastlatent::cpu;
+
+namespace {
+
+template <class T>
+using Matrix = py::array_t<T, py::array::c_style>;
+
+struct Shapes {
+  int64_t n_x, n_y, n_features;
+};
+
+template <class T>
+Shapes check_inputs(const char* op, const Matrix<T>& X, const Matrix<T>& Y) {
+  if (X.ndim() != 2 || Y.ndim() != 2)
+    throw std::invalid_argument(std::string(op) + ": X and Y must be 2-D, got " +
+                                std::to_string(X.ndim()) + "-D and " +
+                                std::to_string(Y.ndim()) + "-D");
+  if (X.shape(1) != Y.shape(1))
+    throw std::invalid_argument(std::string(op) + ": X and Y must have the same number of "
+                                "columns, got " + std::to_string(X.shape(1)) + " and " +
+                                std::to_string(Y.shape(1)));
+  return {int64_t(X.shape(0)), int64_t(Y.shape(0)), int64_t(X.shape(1))};
+}
+
+template <class T>
+Matrix<T> pairwise_distances(const Matrix<T>& X, const Matrix<T>& Y, const std::string& metric) {
+  const char* op = "pairwise_distances";
+  const Shapes s = check_inputs(op, X, Y);
+  const cpu::Metric m = cpu::parse_metric(metric, op);
+  Matrix<T> out({s.n_x, s.n_y});
+  const T* x = X.data();
+  const T* y = Y.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::pairwise_distances(x, s.n_x, y, s.n_y, s.n_features, m, o);
+  }
+  return out;
+}
+
+template <class T>
+std::pair<py::array_t<int64_t>, Matrix<T>> pairwise_distances_argmin_min(
+    const Matrix<T>& X, const Matrix<T>& Y, const std::string& metric) {
+  const char* op = "pairwise_distances_argmin_min";
+  const Shapes s = check_inputs(op, X, Y);
+  const cpu::Metric m = cpu::parse_metric(metric, op);
+  if (s.n_y < 1) throw std::invalid_argument(std::string(op) + ": Y must have at least one row");
+  py::array_t<int64_t> indices(s.n_x);
+  Matrix<T> distances(s.n_x);
+  const T* x = X.data();
+  const T* y = Y.data();
+  int64_t* i = indices.mutable_data();
+  T* d = distances.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::pairwise_distances_argmin_min(x, s.n_x, y, s.n_y, s.n_features, m, i, d);
+  }
+  return {indices, distances};
+}
+
+template <class T>
+std::pair<Matrix<T>, py::array_t<int64_t>> kneighbors(const Matrix<T>& X, const Matrix<T>& Y,
+                                                      int64_t n_neighbors,
+                                                      const std::string& metric) {
+  const char* op = "kneighbors";
+  const Shapes s = check_inputs(op, X, Y);
+  const cpu::Metric m = cpu::parse_metric(metric, op);
+  if (n_neighbors < 1 || n_neighbors > s.n_y)
+    throw std::invalid_argument(std::string(op) + ": n_neighbors must be in [1, " +
+                                std::to_string(s.n_y) + "], got " + std::to_string(n_neighbors));
+  Matrix<T> distances({s.n_x, n_neighbors});
+  py::array_t<int64_t> indices({s.n_x, n_neighbors});
+  const T* x = X.data();
+  const T* y = Y.data();
+  T* d = distances.mutable_data();
+  int64_t* i = indices.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::kneighbors(x, s.n_x, y, s.n_y, s.n_features, n_neighbors, m, d, i);
+  }
+  return {distances, indices};
+}
+
+template <class T>
+std::pair<py::array_t<double>, py::array_t<double>> kmeans_update(
+    const Matrix<T>& X, const py::array_t<T, py::array::c_style>& sample_weight,
+    const py::array_t<int32_t, py::array::c_style>& labels, int64_t n_clusters) {
+  const char* op = "kmeans_update";
+  if (X.ndim() != 2 || sample_weight.ndim() != 1 || labels.ndim() != 1)
+    throw std::invalid_argument(std::string(op) + ": X must be 2-D, sample_weight and labels 1-D");
+  const int64_t n_samples = X.shape(0), n_features = X.shape(1);
+  if (sample_weight.shape(0) != n_samples || labels.shape(0) != n_samples)
+    throw std::invalid_argument(std::string(op) + ": X has " + std::to_string(n_samples) +
+                                " rows but sample_weight has " +
+                                std::to_string(sample_weight.shape(0)) + " and labels " +
+                                std::to_string(labels.shape(0)));
+  if (n_clusters < 1)
+    throw std::invalid_argument(std::string(op) + ": n_clusters must be >= 1, got " +
+                                std::to_string(n_clusters));
+  py::array_t<double> sums({n_clusters, n_features});
+  py::array_t<double> weights(n_clusters);
+  const T* x = X.data();
+  const T* w = sample_weight.data();
+  const int32_t* l = labels.data();
+  double* s = sums.mutable_data();
+  double* k = weights.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::kmeans_update(x, w, l, n_samples, n_features, n_clusters, s, k);
+  }
+  return {sums, weights};
+}
+
+template <class T>
+void define_overloads(py::module_& m) {
+  m.def("pairwise_distances", &pairwise_distances<T>, py::arg("X").noconvert(),
+        py::arg("Y").noconvert(), py::arg("metric"),
+        "Distance matrix [n_x, n_y] between the rows of X and Y.");
+  m.def("pairwise_distances_argmin_min", &pairwise_distances_argmin_min<T>,
+        py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("metric"),
+        "(indices int64 [n_x], distances [n_x]) of the nearest row of Y for each row of X.");
+  m.def("kneighbors", &kneighbors<T>, py::arg("X").noconvert(), py::arg("Y").noconvert(),
+        py::arg("n_neighbors"), py::arg("metric"),
+        "(distances [n_x, k], indices int64 [n_x, k]) of the k nearest rows of Y, sorted by "
+        "(distance, index).");
+  m.def("kmeans_update", &kmeans_update<T>, py::arg("X").noconvert(),
+        py::arg("sample_weight").noconvert(), py::arg("labels").noconvert(),
+        py::arg("n_clusters"),
+        "(sums float64 [k, d], weights float64 [k]): weighted per-cluster sums and weights.");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "fastlatent's native CPU kernels (C++17, OpenMP).";
+  define_overloads<float>(m);
+  define_overloads<double>(m);
+  m.def("max_threads", &cpu::max_threads, "Threads an OpenMP region uses (omp_get_max_threads).");
+}
