@@ -38,6 +38,41 @@ def check_metric(metric):
     )
 
 
+def max_magnitude(n_features):
+    """The largest |value| whose squared distances fit in float64 for ``n_features`` columns.
+
+    Every backend computes squared distances, norms and dot products in float64; two rows
+    with values up to m are at squared distance up to 4 * n_features * m**2.
+    """
+    return float(np.sqrt(np.finfo(np.float64).max / (4 * max(n_features, 1))))
+
+
+def check_magnitude(X, input_name="X"):
+    """Refuse float64 values so large that squared distances overflow (scikit-learn returns
+    inf or NaN there without a word). float32 input never gets there: it is squared in
+    float64."""
+    if X.dtype != np.float64 or X.size == 0:
+        return X
+    xp = _namespace(X)
+    largest = max(float(xp.max(X)), -float(xp.min(X)))
+    limit = max_magnitude(X.shape[1])
+    if largest > limit:
+        raise ValueError(
+            f"Input {input_name} contains values of magnitude up to {largest:.3g}; squared "
+            f"distances between rows of {X.shape[1]} feature(s) overflow float64 above "
+            f"{limit:.3g}. Scale the data down."
+        )
+    return X
+
+
+def _namespace(X):
+    if is_device_array(X):
+        import cupy
+
+        return cupy
+    return np
+
+
 def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None):
     """Validate a 2-D array of samples; returns a C-contiguous float32/float64 array.
 
@@ -45,15 +80,17 @@ def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None)
     Device arrays stay on the device.
     """
     if is_device_array(X):
-        return _check_device_array(X, input_name, dtype, min_samples, estimator)
-    return _sklearn_check_array(
-        X,
-        dtype=[np.float64, np.float32] if dtype is None else dtype,
-        order="C",
-        input_name=input_name,
-        ensure_min_samples=min_samples,
-        estimator=estimator,
-    )
+        X = _check_device_array(X, input_name, dtype, min_samples, estimator)
+    else:
+        X = _sklearn_check_array(
+            X,
+            dtype=[np.float64, np.float32] if dtype is None else dtype,
+            order="C",
+            input_name=input_name,
+            ensure_min_samples=min_samples,
+            estimator=estimator,
+        )
+    return check_magnitude(X, input_name)
 
 
 def _check_device_array(X, input_name, dtype, min_samples, estimator):
@@ -138,12 +175,14 @@ def validate_data(estimator, X, *, reset, dtype=None):
     if not is_device_array(X):
         from sklearn.utils.validation import validate_data as _sklearn_validate_data
 
-        return _sklearn_validate_data(
-            estimator,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32] if dtype is None else dtype,
-            order="C",
+        return check_magnitude(
+            _sklearn_validate_data(
+                estimator,
+                X,
+                reset=reset,
+                dtype=[np.float64, np.float32] if dtype is None else dtype,
+                order="C",
+            )
         )
     X = check_array(X, dtype=dtype, estimator=estimator)
     if reset:

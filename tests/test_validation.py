@@ -90,3 +90,17 @@ def test_native_module_checks_its_own_preconditions():
         _cpu.pairwise_distances(X, np.ones((3, 5)), "euclidean")
     with pytest.raises(TypeError):  # no silent dtype conversion in the binding
         _cpu.pairwise_distances(X, X.astype(np.float32), "euclidean")
+
+
+def test_float64_values_whose_squares_overflow_are_refused():
+    X = np.full((3, 4), 1e154)  # the limit for 4 features is 3.4e153
+    with pytest.raises(ValueError, match="Input X contains values of magnitude up to 1e\\+154; squared distances"):
+        ops.pairwise_distances_argmin_min(X, np.ones((2, 4)))
+    with pytest.raises(ValueError, match="Input Y contains values of magnitude"):
+        ops.kneighbors(np.ones((2, 4)), -X, 1)
+    with pytest.raises(ValueError, match="Scale the data down"):
+        fastlatent.NearestNeighbors().fit(X)
+    # float32 near its own maximum is fine (it is squared in float64) as long as the
+    # euclidean distances themselves fit in float32: here 4 * max / 8.
+    big32 = np.full((3, 4), np.finfo(np.float32).max / 8, dtype=np.float32)
+    assert np.all(np.isfinite(ops.pairwise_distances(big32, -big32)))

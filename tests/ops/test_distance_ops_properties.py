@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from fastlatent import ops
+from fastlatent._validation import max_magnitude
 from fastlatent.backends import numpy as reference
 from tolerances import BACKEND_VS_REFERENCE, TIE_RTOL, distance_tol
 
@@ -19,13 +20,17 @@ def problems(draw):
     n_x = draw(st.integers(1, 40))
     n_y = draw(st.integers(1, 40))
     n_features = draw(st.integers(1, 40))
-    # Magnitudes from tiny to large, kept so that squared distances stay finite in dtype.
-    scale = draw(st.sampled_from([1e-3, 1.0, 1e3, np.finfo(dtype).max ** 0.5 / (64 * 40)]))
+    # Magnitudes from tiny to the largest accepted: float32 up to near its own maximum (it is
+    # squared in float64), float64 up to half of the validation limit.
+    top = 1e37 if dtype == np.float32 else max_magnitude(n_features) / 2
+    largest = draw(st.sampled_from([1e-3, 1.0, 1e3, top]))
     offset = draw(st.sampled_from([0.0, 1.0, 1e3]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    X = (rng.standard_normal((n_x, n_features)) * scale + offset * scale).astype(dtype)
-    Y = (rng.standard_normal((n_y, n_features)) * scale + offset * scale).astype(dtype)
+    X = rng.standard_normal((n_x, n_features)) + offset
+    Y = rng.standard_normal((n_y, n_features)) + offset
+    scale = largest / max(np.abs(X).max(), np.abs(Y).max())
+    X, Y = (X * scale).astype(dtype), (Y * scale).astype(dtype)
     if draw(st.booleans()):  # some exact duplicates between X and Y
         Y[: min(n_x, n_y)] = X[: min(n_x, n_y)]
     if draw(st.booleans()):  # a non-contiguous view
