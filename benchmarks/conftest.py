@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 from fastlatent.backends import is_available
 
@@ -7,8 +9,10 @@ def data(n, d, dtype, seed=0):
 
 
 def fastlatent_backends():
-    """Backends worth timing here (the NumPy reference is a correctness tool, not a peer)."""
-    return [b for b in ("cuda", "cpu", "numba") if is_available(b)]
+    """Backends to time: the native ones by default (Numba and NumPy are fallbacks and
+    references, and slow at these sizes); FASTLATENT_BENCH_BACKENDS=cpu,numba picks others."""
+    chosen = os.environ.get("FASTLATENT_BENCH_BACKENDS", "cuda,cpu").split(",")
+    return [b for b in chosen if is_available(b)]
 
 
 def run(benchmark, fn, rounds=3):
