@@ -228,9 +228,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         labels_old = None
         strict_convergence = False
         for i in range(self.max_iter):
-            labels, distances = ops.kmeans_assign(X, centers, backend=self.backend, check_input=False)
-            sums, weights = ops.kmeans_update(
-                X, sample_weight, labels, self.n_clusters, backend=self.backend, check_input=False
+            labels, distances, sums, weights = ops.kmeans_step(
+                X, sample_weight, centers, backend=self.backend, check_input=False
             )
             if self.verbose:
                 print(f"Iteration {i}, inertia {self._inertia(X, sample_weight, distances)}.")

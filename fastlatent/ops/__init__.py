@@ -7,11 +7,12 @@ backend (``backend=`` argument, then ``config_context``/``set_config``, then
 
 from ._dispatch import select_backend
 from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin_min
-from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_update
+from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
 
 __all__ = [
     "kmeans_assign",
     "kmeans_plusplus",
+    "kmeans_step",
     "kmeans_update",
     "kneighbors",
     "pairwise_distances",

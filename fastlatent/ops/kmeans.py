@@ -34,6 +34,23 @@ def kmeans_assign(X, centers, *, backend=None, check_input=True):
     return to_like(reference, labels.astype(np.int32), distances)
 
 
+def _check_weights_and_labels(X, sample_weight, labels, n_clusters):
+    xp = _namespace(X)
+    sample_weight = xp.ascontiguousarray(xp.asarray(sample_weight, dtype=X.dtype))
+    if sample_weight.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({X.shape[0]},).")
+    if labels is None:
+        return sample_weight, None
+    labels = xp.ascontiguousarray(xp.asarray(labels, dtype=np.int32))
+    if labels.shape != (X.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape}; expected ({X.shape[0]},).")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_clusters):
+        raise ValueError(
+            f"labels must lie in [0, {n_clusters}); got [{int(labels.min())}, {int(labels.max())}]."
+        )
+    return sample_weight, labels
+
+
 def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_input=True):
     """Weighted per-cluster sums and weights: the M-step of Lloyd's algorithm.
 
@@ -44,18 +61,34 @@ def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_i
     reference = X
     if check_input:
         X = check_array(X)
-        xp = _namespace(X)
-        sample_weight = xp.ascontiguousarray(xp.asarray(sample_weight, dtype=X.dtype))
-        labels = xp.ascontiguousarray(xp.asarray(labels, dtype=np.int32))
-        if sample_weight.shape != (X.shape[0],) or labels.shape != (X.shape[0],):
-            raise ValueError(
-                f"sample_weight {sample_weight.shape} and labels {labels.shape} must both "
-                f"have shape ({X.shape[0]},)."
-            )
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_clusters):
-            raise ValueError(f"labels must lie in [0, {n_clusters}); got [{int(labels.min())}, {int(labels.max())}].")
+        sample_weight, labels = _check_weights_and_labels(X, sample_weight, labels, n_clusters)
     sums, weights = _dispatch.run("kmeans_update", backend, (X, sample_weight, labels), int(n_clusters))
     return to_like(reference, sums, weights)
+
+
+def kmeans_step(X, sample_weight, centers, *, backend=None, check_input=True):
+    """The work of one Lloyd iteration: ``kmeans_assign`` then ``kmeans_update`` on its labels.
+
+    Returns (labels int32, squared distances of X's dtype, sums float64 (k, d), weights
+    float64 (k,)). Backends with a fused kernel (cpu) do both in one pass over X, while each
+    block of rows is in cache; the others run the two ops in turn. Same results either way
+    (the fused sums may differ in the last float64 bits: per-thread partials).
+    """
+    reference = X
+    if check_input:
+        X, centers = check_pair(X, centers)
+        sample_weight, _ = _check_weights_and_labels(X, sample_weight, None, centers.shape[0])
+    _, module = _dispatch.select_backend(backend, X, centers)
+    if hasattr(module, "kmeans_step"):
+        labels, distances, sums, weights = _dispatch.run(
+            "kmeans_step", backend, (X, sample_weight, centers)
+        )
+    else:
+        labels, distances = kmeans_assign(X, centers, backend=backend, check_input=False)
+        sums, weights = kmeans_update(
+            X, sample_weight, labels, centers.shape[0], backend=backend, check_input=False
+        )
+    return to_like(reference, labels, distances, sums, weights)
 
 
 def kmeans_plusplus(X, n_clusters, sample_weight, random_state, *, n_local_trials=None, backend=None):

@@ -26,7 +26,7 @@ def test_kmeans_update_checks_labels():
     X = np.ones((4, 2))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         ops.kmeans_update(X, np.ones(4), np.array([0, 1, 2, 0]), 2)
-    with pytest.raises(ValueError, match="must both have shape"):
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\); expected \(4,\)"):
         ops.kmeans_update(X, np.ones(3), np.zeros(4), 2)
 
 
@@ -47,3 +47,19 @@ def test_native_kmeans_update_checks_its_preconditions():
         _cpu.kmeans_update(X, np.ones(3), np.array([0, 5, 1], dtype=np.int32), 2)
     with pytest.raises(ValueError, match="rows"):
         _cpu.kmeans_update(X, np.ones(2), np.zeros(3, dtype=np.int32), 2)
+
+
+@pytest.mark.parametrize("n, d, k", [(1, 1, 1), (37, 13, 5), (5000, 64, 16), (300, 3, 300)])
+def test_kmeans_step_is_assign_then_update(backend, rng, dtype, n, d, k):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    centers = np.concatenate([X[: k - 1], X[:1]]) if k > 1 else X[:1]  # a duplicate centre
+    weight = rng.uniform(0, 2, n).astype(dtype)
+    weight[::7] = 0
+    labels, distances, sums, weights = ops.kmeans_step(X, weight, centers, backend=backend)
+    ref_idx, ref_dist = reference.pairwise_distances_argmin_min(X, centers, "sqeuclidean")
+    assert labels.dtype == np.int32 and distances.dtype == dtype
+    assert_array_equal(labels, ref_idx)
+    assert_allclose(distances, ref_dist, rtol=2e-6 if dtype == np.float32 else 1e-12)
+    ref_sums, ref_weights = reference.kmeans_update(X, weight, ref_idx.astype(np.int32), k)
+    assert_allclose(sums, ref_sums, rtol=1e-12, atol=1e-12)
+    assert_allclose(weights, ref_weights, rtol=1e-12, atol=1e-12)
