@@ -1,15 +1,18 @@
-"""Quick start: nearest neighbours and nearest centres on scikit-learn's digits.
+"""Quick start: nearest neighbours, nearest centres and k-means on scikit-learn's digits.
 
 Run with ``python examples/quickstart.py`` after ``pip install .``. Shows which backends
 are available, finds each digit's nearest neighbours by cosine similarity, scores a
-leave-one-out 1-NN classifier, assigns every digit to the nearest class centre, and checks
-that every answer equals scikit-learn's.
+leave-one-out 1-NN classifier, assigns every digit to the nearest class centre, clusters the
+digits with k-means (euclidean and spherical), and checks every answer against
+scikit-learn's.
 """
 
 import time
 
 import numpy as np
+from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits
+from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics import pairwise_distances_argmin_min as sk_argmin_min
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
@@ -42,6 +45,18 @@ def main():
     assert np.array_equal(labels, sk_labels) and np.allclose(dist, sk_dist, rtol=1e-5)
     print(f"nearest class centre: {np.mean(labels == y):.1%} of digits are nearest their own class's centre "
           "(same answer as scikit-learn)")
+
+    start = time.perf_counter()
+    km = fastlatent.KMeans(n_clusters=10, random_state=0).fit(X)
+    took = time.perf_counter() - start
+    sk = SkKMeans(n_clusters=10, random_state=0).fit(X)
+    assert np.array_equal(km.labels_, sk.labels_) and np.isclose(km.inertia_, sk.inertia_, rtol=1e-4)
+    print(f"k-means, 10 clusters: {took * 1e3:.1f} ms, {km.n_iter_} iterations, inertia {km.inertia_:.4g}; "
+          f"adjusted Rand index against the digit labels {adjusted_rand_score(y, km.labels_):.3f} "
+          "(same clustering as scikit-learn from the same seed)")
+    spherical = fastlatent.KMeans(n_clusters=10, metric="cosine", random_state=0).fit(X)
+    print(f"spherical k-means (cosine), 10 clusters: adjusted Rand index "
+          f"{adjusted_rand_score(y, spherical.labels_):.3f}")
 
 
 if __name__ == "__main__":
