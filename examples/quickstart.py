@@ -50,10 +50,11 @@ def main():
     km = fastlatent.KMeans(n_clusters=10, random_state=0).fit(X)
     took = time.perf_counter() - start
     sk = SkKMeans(n_clusters=10, random_state=0).fit(X)
-    assert np.array_equal(km.labels_, sk.labels_) and np.isclose(km.inertia_, sk.inertia_, rtol=1e-4)
+    agreement = adjusted_rand_score(sk.labels_, km.labels_)  # 1.0: the same partition
+    assert agreement > 0.99 and np.isclose(km.inertia_, sk.inertia_, rtol=1e-4), "differs from scikit-learn"
     print(f"k-means, 10 clusters: {took * 1e3:.1f} ms, {km.n_iter_} iterations, inertia {km.inertia_:.4g}; "
           f"adjusted Rand index against the digit labels {adjusted_rand_score(y, km.labels_):.3f} "
-          "(same clustering as scikit-learn from the same seed)")
+          f"(agreement with scikit-learn from the same seed: adjusted Rand index {agreement:.3f})")
     spherical = fastlatent.KMeans(n_clusters=10, metric="cosine", random_state=0).fit(X)
     print(f"spherical k-means (cosine), 10 clusters: adjusted Rand index "
           f"{adjusted_rand_score(y, spherical.labels_):.3f}")
