@@ -266,3 +266,29 @@ def test_pickle_and_input_untouched():
     assert_array_equal(X, before)
     again = pickle.loads(pickle.dumps(km))
     assert_array_equal(again.predict(X), km.labels_)
+
+
+def test_same_result_with_one_and_two_threads():
+    _cpu = pytest.importorskip("fastlatent._cpu")
+    from threadpoolctl import threadpool_limits
+
+    X = blobs(np.float32, n_samples=20000, n_features=32, centers=20)
+    two = KMeans(20, random_state=0, backend="cpu").fit(X)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if _cpu.max_threads() != 1:
+            pytest.skip("threadpoolctl cannot limit this OpenMP runtime")
+        one = KMeans(20, random_state=0, backend="cpu").fit(X)
+    assert_array_equal(one.labels_, two.labels_)
+    assert one.n_iter_ == two.n_iter_
+    assert_allclose(one.cluster_centers_, two.cluster_centers_, rtol=1e-6)
+
+
+def test_two_python_threads_fit_at_once(backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    datasets = [blobs(np.float64, n_samples=5000, seed=s) for s in range(4)]
+    alone = [KMeans(8, random_state=0, backend=backend).fit(X).labels_ for X in datasets]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda X: KMeans(8, random_state=0, backend=backend).fit(X).labels_, datasets))
+    for a, b in zip(alone, together):
+        assert_array_equal(a, b)
