@@ -109,3 +109,16 @@ def test_import_works_without_compiled_modules(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(np.sqrt(2.0))
+
+
+def test_auto_skips_a_backend_without_the_op_and_explicit_names_it(monkeypatch):
+    from fastlatent.backends import get_backend
+
+    for name in ("cpu", "numba"):
+        if is_available(name):
+            monkeypatch.delattr(get_backend(name), "kneighbors")
+    X = np.ones((3, 2))
+    assert ops.select_backend("auto", X, op="kneighbors")[0] == "numpy"
+    assert ops.select_backend("auto", X, op="pairwise_distances")[0] != "numpy" or available_backends() == ["numpy"]
+    with pytest.raises(BackendUnavailableError, match="The 'numba' backend does not implement 'kneighbors' yet; backends that do: numpy."):
+        ops.select_backend("numba", X, op="kneighbors")

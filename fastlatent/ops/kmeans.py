@@ -79,7 +79,7 @@ def kmeans_step(X, sample_weight, centers, *, backend=None, check_input=True):
         X, centers = check_pair(X, centers)
         sample_weight, _ = _check_weights_and_labels(X, sample_weight, None, centers.shape[0])
     _, module = _dispatch.select_backend(backend, X, centers)
-    if hasattr(module, "kmeans_step"):
+    if hasattr(module, "kmeans_step"):  # a fused kernel; else the two ops in turn
         labels, distances, sums, weights = _dispatch.run(
             "kmeans_step", backend, (X, sample_weight, centers)
         )
