@@ -150,7 +150,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         if self.metric != "cosine":
             return centers
         xp = _namespace(centers)
-        norms = xp.sqrt((centers.astype(np.float64) ** 2).sum(axis=1))
+        # Row norms accumulated in float64 without a float64 copy of the rows.
+        norms = xp.sqrt(xp.einsum("ij,ij->i", centers, centers, dtype=np.float64))
         norms[norms == 0] = 1.0
         return (centers / norms[:, None]).astype(centers.dtype)
 
