@@ -6,6 +6,7 @@ with Numba and NumPy versions of every kernel as fallbacks and references.
 
 from . import ops
 from .cluster import KMeans
+from .mixture import GaussianMixture
 from ._config import config_context, get_config, set_config
 from .backends import available_backends, show_backends
 from .metrics import (
@@ -18,6 +19,7 @@ from .neighbors import NearestNeighbors
 __version__ = "0.1.0"
 
 __all__ = [
+    "GaussianMixture",
     "KMeans",
     "NearestNeighbors",
     "available_backends",

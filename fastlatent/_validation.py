@@ -166,7 +166,7 @@ def check_n_neighbors(n_neighbors, n_samples_fit):
     return int(n_neighbors)
 
 
-def validate_data(estimator, X, *, reset, dtype=None):
+def validate_data(estimator, X, *, reset, dtype=None, min_samples=1):
     """scikit-learn's ``validate_data`` for an estimator, for host and device arrays alike.
 
     Sets (``reset=True``) or checks (``reset=False``) ``n_features_in_``, and on host input
@@ -182,9 +182,10 @@ def validate_data(estimator, X, *, reset, dtype=None):
                 reset=reset,
                 dtype=[np.float64, np.float32] if dtype is None else dtype,
                 order="C",
+                ensure_min_samples=min_samples,
             )
         )
-    X = check_array(X, dtype=dtype, estimator=estimator)
+    X = check_array(X, dtype=dtype, min_samples=min_samples, estimator=estimator)
     if reset:
         estimator.n_features_in_ = X.shape[1]
     elif X.shape[1] != estimator.n_features_in_:

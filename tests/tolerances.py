@@ -22,3 +22,22 @@ def distance_tol(table, dtype):
 # KMeans from the same initial centres (DESIGN.md): inertia rtol by dtype.
 KMEANS_INERTIA_RTOL = {np.float32: 1e-4, np.float64: 1e-5}
 KMEANS_CENTERS_RTOL = {np.float32: 1e-4, np.float64: 1e-7}
+
+# GaussianMixture (DESIGN.md). Every backend computes in float64 and returns X's dtype, so
+# backends agree with the NumPy reference to float64 rounding (numba: rtol 1e-10), and in
+# float32 to one float32 rounding of the output. Against scikit-learn: float64 is the same
+# formula (a few ulps); in float32 scikit-learn computes in float32 (E[x^2] - mean^2 for
+# "diag"/"spherical"/"tied" cancels), so parameters agree to rtol 1e-4 with an atol.
+# (rtol, atol) by dtype.
+GMM_BACKEND_VS_REFERENCE = {np.float32: (2e-6, 2e-5), np.float64: (1e-10, 1e-10)}
+GMM_REFERENCE_VS_SKLEARN = {np.float32: (1e-4, 1e-3), np.float64: (1e-9, 1e-9)}
+# Fits from the same initial parameters: lower_bound_ and lower_bounds_ (rtol), parameters
+# (rtol, atol). In float32 scikit-learn's own rounding moves the lower bound by ~1e-5 along
+# slow EM paths (random initialisations).
+GMM_LOWER_BOUND_RTOL = {np.float32: 1e-4, np.float64: 1e-5}
+GMM_PARAMETERS_TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-4, 1e-10)}
+
+
+def gmm_tol(table, dtype):
+    rtol, atol = table[np.dtype(dtype).type]
+    return {"rtol": rtol, "atol": atol}

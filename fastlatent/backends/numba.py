@@ -209,3 +209,247 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     weights = np.zeros(n_clusters, dtype=np.float64)
     _kmeans_update_kernel(X, sample_weight, labels, sums, weights)
     return sums, weights
+
+
+# --------------------------------------------------------------------------- Gaussian mixtures
+#
+# The arithmetic of the NumPy reference (scikit-learn's formulas), in float64 whatever X's
+# dtype, cast to X's dtype when stored. The log-densities run one block of rows per
+# ``prange`` iteration (each block owns its small float64 buffers); the M-step sums run one
+# output entry per ``prange`` iteration, each summed over the rows in row order, so results
+# do not depend on the number of threads. Cost: log-densities n*k*d**2 flops for "full"
+# ("tied": n*d**2 + n*k*d), n*k*d for "diag"/"spherical"; the M-step as much again.
+
+_GMM_FULL, _GMM_TIED, _GMM_DIAG, _GMM_SPHERICAL = 0, 1, 2, 3
+_GMM_CODES = {"full": _GMM_FULL, "tied": _GMM_TIED, "diag": _GMM_DIAG, "spherical": _GMM_SPHERICAL}
+_GMM_ROW_BLOCK = 256
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@numba.njit(inline="always", fastmath=False)
+def _gmm_row_log_prob(x, means, precisions_cholesky, means_projected, precisions, mean_terms,
+                      log_det, code, y, out):  # IN x (d,) ... OUT out (k,) float64; y (d,) scratch
+    n_components = means.shape[0]
+    d = x.shape[0]
+    if code == _GMM_TIED:
+        for j in range(d):
+            y[j] = 0.0
+        for a in range(d):
+            xa = np.float64(x[a])
+            for j in range(d):
+                y[j] += xa * precisions_cholesky[0, a, j]
+    norm = 0.0
+    if code == _GMM_SPHERICAL:
+        for j in range(d):
+            norm += np.float64(x[j]) * np.float64(x[j])
+    for c in range(n_components):
+        squared = 0.0
+        if code == _GMM_FULL:
+            for j in range(d):
+                y[j] = 0.0
+            for a in range(d):
+                xa = np.float64(x[a])
+                for j in range(d):
+                    y[j] += xa * precisions_cholesky[c, a, j]
+            for j in range(d):
+                v = y[j] - means_projected[c, j]
+                squared += v * v
+        elif code == _GMM_TIED:
+            for j in range(d):
+                v = y[j] - means_projected[c, j]
+                squared += v * v
+        elif code == _GMM_DIAG:
+            cross = 0.0
+            quadratic = 0.0
+            for j in range(d):
+                xj = np.float64(x[j])
+                cross += xj * (means[c, j] * precisions[c, j])
+                quadratic += xj * xj * precisions[c, j]
+            squared = mean_terms[c] - 2.0 * cross + quadratic
+        else:
+            cross = 0.0
+            for j in range(d):
+                cross += np.float64(x[j]) * means[c, j]
+            squared = mean_terms[c] * precisions[c, 0] - 2.0 * (cross * precisions[c, 0]) + norm * precisions[c, 0]
+        if squared < 0.0:
+            squared = 0.0
+        out[c] = -0.5 * (d * _LOG_2PI + squared) + log_det[c]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _gmm_log_prob_kernel(X, means, precisions_cholesky, means_projected, precisions, mean_terms,
+                         log_det, log_weights, code, e_step, out, log_norm):
+    """log-densities (``e_step`` False) or log-responsibilities and log p(x) (True)."""
+    n = np.int64(X.shape[0])
+    d = np.int64(X.shape[1])
+    k = np.int64(means.shape[0])
+    n_blocks = (n + _GMM_ROW_BLOCK - 1) // _GMM_ROW_BLOCK
+    for block in numba.prange(n_blocks):
+        y = np.empty(d, dtype=np.float64)
+        row = np.empty(k, dtype=np.float64)
+        stop = min(n, (block + 1) * _GMM_ROW_BLOCK)
+        for i in range(block * _GMM_ROW_BLOCK, stop):
+            _gmm_row_log_prob(X[i], means, precisions_cholesky, means_projected, precisions,
+                              mean_terms, log_det, code, y, row)
+            if not e_step:
+                for c in range(k):
+                    out[i, c] = row[c]
+                continue
+            largest = -np.inf
+            for c in range(k):
+                row[c] += log_weights[c]
+                if row[c] > largest:
+                    largest = row[c]
+            if np.isinf(largest):
+                norm = largest
+            else:
+                total = 0.0
+                for c in range(k):
+                    total += np.exp(row[c] - largest)
+                norm = largest + np.log(total)
+            log_norm[i] = norm
+            for c in range(k):
+                out[i, c] = row[c] - norm
+
+
+def _gmm_model(means, precisions_cholesky, covariance_type):
+    """float64 parameters in the kernels' layout, and the per-component constants."""
+    code = _GMM_CODES[covariance_type]
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    k, d = means.shape
+    chol = np.asarray(precisions_cholesky, dtype=np.float64)
+    if code == _GMM_FULL:
+        log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        means_projected = np.einsum("ka,kaj->kj", means, chol)
+        chol3, precisions, mean_terms = np.ascontiguousarray(chol), np.zeros((k, 1)), np.zeros(k)
+    elif code == _GMM_TIED:
+        log_det = np.full(k, np.log(np.diag(chol)).sum())
+        means_projected = means @ chol
+        chol3, precisions, mean_terms = np.ascontiguousarray(chol[None]), np.zeros((k, 1)), np.zeros(k)
+    elif code == _GMM_DIAG:
+        log_det = np.log(chol).sum(axis=1)
+        precisions = np.ascontiguousarray(chol**2)
+        mean_terms = (means**2 * precisions).sum(axis=1)
+        chol3, means_projected = np.zeros((1, 1, 1)), np.zeros((1, 1))
+    else:
+        log_det = d * np.log(chol)
+        precisions = np.ascontiguousarray((chol**2)[:, None])
+        mean_terms = (means**2).sum(axis=1)  # times the precision in the kernel
+        chol3, means_projected = np.zeros((1, 1, 1)), np.zeros((1, 1))
+    return code, means, chol3, np.ascontiguousarray(means_projected), precisions, mean_terms, np.ascontiguousarray(log_det)
+
+
+def gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type):
+    X = np.ascontiguousarray(X)
+    code, means, chol, projected, precisions, mean_terms, log_det = _gmm_model(means, precisions_cholesky, covariance_type)
+    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    _gmm_log_prob_kernel(X, means, chol, projected, precisions, mean_terms, log_det,
+                         np.zeros(means.shape[0]), code, False, out, np.empty(0))
+    return out
+
+
+def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type):
+    X = np.ascontiguousarray(X)
+    code, means, chol, projected, precisions, mean_terms, log_det = _gmm_model(means, precisions_cholesky, covariance_type)
+    with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    log_resp = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    log_norm = np.empty(X.shape[0], dtype=np.float64)
+    _gmm_log_prob_kernel(X, means, chol, projected, precisions, mean_terms, log_det,
+                         log_weights, code, True, log_resp, log_norm)
+    return np.float64(log_norm.sum() / X.shape[0]), log_resp
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _gmm_moments_kernel(X, resp_t, nk, sums):  # IN X (n, d), resp_t (k, n); OUT nk (k,), sums (k, d)
+    n = np.int64(X.shape[0])
+    d = np.int64(X.shape[1])
+    k = np.int64(resp_t.shape[0])
+    for c in numba.prange(k):
+        total = 0.0
+        for i in range(n):
+            total += np.float64(resp_t[c, i])
+        nk[c] = total
+    for t in numba.prange(k * d):
+        c = t // d
+        j = t % d
+        total = 0.0
+        for i in range(n):
+            total += np.float64(resp_t[c, i]) * np.float64(X[i, j])
+        sums[c, j] = total
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _gmm_full_covariance_kernel(X, resp_t, means, out):  # OUT out (k, d, d): sum_i r (x-mu)(x-mu)^T
+    n = np.int64(X.shape[0])
+    d = np.int64(X.shape[1])
+    k = np.int64(resp_t.shape[0])
+    for t in numba.prange(k * d):
+        c = t // d
+        a = t % d
+        row = np.zeros(d, dtype=np.float64)
+        for i in range(n):
+            w = np.float64(resp_t[c, i]) * (np.float64(X[i, a]) - means[c, a])
+            for b in range(d):
+                row[b] += w * (np.float64(X[i, b]) - means[c, b])
+        for b in range(d):
+            out[c, a, b] = row[b]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _gmm_second_moment_kernel(X, out):  # OUT out (d, d): X^T X
+    n = np.int64(X.shape[0])
+    d = np.int64(X.shape[1])
+    for a in numba.prange(d):
+        row = np.zeros(d, dtype=np.float64)
+        for i in range(n):
+            xa = np.float64(X[i, a])
+            for b in range(d):
+                row[b] += xa * np.float64(X[i, b])
+        for b in range(d):
+            out[a, b] = row[b]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _gmm_weighted_squares_kernel(X, resp_t, out):  # OUT out (k, d): sum_i r x**2
+    n = np.int64(X.shape[0])
+    d = np.int64(X.shape[1])
+    k = np.int64(resp_t.shape[0])
+    for t in numba.prange(k * d):
+        c = t // d
+        j = t % d
+        total = 0.0
+        for i in range(n):
+            v = np.float64(X[i, j])
+            total += np.float64(resp_t[c, i]) * (v * v)
+        out[c, j] = total
+
+
+def gmm_m_step(X, resp, reg_covar, covariance_type):
+    X = np.ascontiguousarray(X)
+    resp_t = np.ascontiguousarray(np.asarray(resp).T)  # one component's column per row
+    n_features = X.shape[1]
+    n_components = resp_t.shape[0]
+    nk = np.empty(n_components)
+    sums = np.empty((n_components, n_features))
+    _gmm_moments_kernel(X, resp_t, nk, sums)
+    nk += 10 * np.finfo(X.dtype).eps
+    means = sums / nk[:, None]
+    diagonal = np.arange(n_features)
+    if covariance_type == "full":
+        covariances = np.empty((n_components, n_features, n_features))
+        _gmm_full_covariance_kernel(X, resp_t, means, covariances)
+        covariances /= nk[:, None, None]
+        covariances[:, diagonal, diagonal] += reg_covar
+    elif covariance_type == "tied":
+        second_moment = np.empty((n_features, n_features))
+        _gmm_second_moment_kernel(X, second_moment)
+        covariances = (second_moment - (nk * means.T) @ means) / nk.sum()
+        covariances[diagonal, diagonal] += reg_covar
+    else:
+        squares = np.empty((n_components, n_features))
+        _gmm_weighted_squares_kernel(X, resp_t, squares)
+        covariances = squares / nk[:, None] - means**2 + reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    return nk.astype(X.dtype), means.astype(X.dtype), covariances.astype(X.dtype)

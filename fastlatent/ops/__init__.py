@@ -7,9 +7,13 @@ backend (``backend=`` argument, then ``config_context``/``set_config``, then
 
 from ._dispatch import select_backend
 from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin_min
+from .mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
 from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
 
 __all__ = [
+    "gmm_e_step",
+    "gmm_estimate_log_prob",
+    "gmm_m_step",
     "kmeans_assign",
     "kmeans_plusplus",
     "kmeans_step",

@@ -1,0 +1,5 @@
+"""Mixture models with scikit-learn's API."""
+
+from ._gaussian_mixture import GaussianMixture
+
+__all__ = ["GaussianMixture"]

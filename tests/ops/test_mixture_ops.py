@@ -1,0 +1,163 @@
+"""Gaussian mixture ops on every backend against the NumPy reference, and the reference
+against scikit-learn's private helpers."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.special import logsumexp
+from sklearn.mixture._gaussian_mixture import (
+    _compute_precision_cholesky,
+    _estimate_gaussian_parameters,
+    _estimate_log_gaussian_prob,
+)
+
+from fastlatent.backends import get_backend
+from fastlatent.backends import numpy as reference
+from fastlatent.ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
+from tolerances import GMM_BACKEND_VS_REFERENCE, GMM_REFERENCE_VS_SKLEARN, gmm_tol
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+# (n_samples, n_features, n_components): one row, one feature, K = N, a plain case.
+SHAPES = [(1, 3, 1), (60, 1, 3), (40, 6, 40), (500, 8, 5)]
+
+
+def make_model(rng, covariance_type, n_components, n_features, dtype):
+    """Random means, weights and SPD covariances; the precision Cholesky factors are
+    scikit-learn's."""
+    means = rng.standard_normal((n_components, n_features))
+    if covariance_type == "full":
+        A = rng.standard_normal((n_components, n_features, n_features))
+        covariances = A @ A.transpose(0, 2, 1) / n_features + np.eye(n_features)
+    elif covariance_type == "tied":
+        A = rng.standard_normal((n_features, n_features))
+        covariances = A @ A.T / n_features + np.eye(n_features)
+    elif covariance_type == "diag":
+        covariances = rng.uniform(0.5, 2.0, (n_components, n_features))
+    else:
+        covariances = rng.uniform(0.5, 2.0, n_components)
+    precisions_cholesky = _compute_precision_cholesky(covariances, covariance_type)
+    weights = rng.uniform(0.5, 2.0, n_components)
+    weights /= weights.sum()
+    return weights.astype(dtype), means.astype(dtype), precisions_cholesky.astype(dtype)
+
+
+def make_data(rng, n_samples, n_features, dtype):
+    return (1.5 * rng.standard_normal((n_samples, n_features))).astype(dtype)
+
+
+def make_resp(rng, n_samples, n_components, dtype):
+    if n_samples == n_components:
+        return np.eye(n_samples, dtype=dtype)  # every point its own component
+    return rng.dirichlet(np.ones(n_components), n_samples).astype(dtype)
+
+
+def skip_if_missing(backend, op):
+    if not hasattr(get_backend(backend), op):
+        pytest.skip(f"the {backend!r} backend does not implement {op} yet")
+
+
+# ---- the NumPy reference against scikit-learn ---------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n, d, k", SHAPES)
+def test_reference_log_prob_matches_sklearn(rng, dtype, covariance_type, n, d, k):
+    X = make_data(rng, n, d, dtype)
+    _, means, precisions_cholesky = make_model(rng, covariance_type, k, d, dtype)
+    log_prob = gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, backend="numpy")
+    expected = _estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type)
+    assert log_prob.dtype == dtype and log_prob.shape == (n, k)
+    assert_allclose(log_prob, expected, **gmm_tol(GMM_REFERENCE_VS_SKLEARN, dtype))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n, d, k", SHAPES)
+def test_reference_e_step_matches_sklearn(rng, dtype, covariance_type, n, d, k):
+    X = make_data(rng, n, d, dtype)
+    weights, means, precisions_cholesky = make_model(rng, covariance_type, k, d, dtype)
+    mean_log_likelihood, log_resp = gmm_e_step(
+        X, weights, means, precisions_cholesky, covariance_type, backend="numpy"
+    )
+    weighted = _estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type) + np.log(weights)
+    log_prob_norm = logsumexp(weighted, axis=1)
+    assert isinstance(mean_log_likelihood, float)
+    assert log_resp.dtype == dtype and log_resp.shape == (n, k)
+    tol = gmm_tol(GMM_REFERENCE_VS_SKLEARN, dtype)
+    assert_allclose(mean_log_likelihood, np.mean(log_prob_norm), **tol)
+    assert_allclose(log_resp, weighted - log_prob_norm[:, None], **tol)
+    assert_allclose(np.exp(log_resp.astype(np.float64)).sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n, d, k", SHAPES)
+def test_reference_m_step_matches_sklearn(rng, dtype, covariance_type, n, d, k):
+    X = make_data(rng, n, d, dtype)
+    resp = make_resp(rng, n, k, dtype)
+    nk, means, covariances = gmm_m_step(X, resp, 1e-6, covariance_type, backend="numpy")
+    expected = _estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
+    tol = gmm_tol(GMM_REFERENCE_VS_SKLEARN, dtype)
+    for ours, theirs in zip((nk, means, covariances), expected):
+        assert ours.dtype == dtype and ours.shape == theirs.shape
+        assert_allclose(ours, theirs, **tol)
+
+
+# ---- every backend against the NumPy reference ------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n, d, k", SHAPES)
+def test_ops_match_reference(backend, rng, dtype, covariance_type, n, d, k):
+    skip_if_missing(backend, "gmm_e_step")
+    X = make_data(rng, n, d, dtype)
+    weights, means, precisions_cholesky = make_model(rng, covariance_type, k, d, dtype)
+    tol = gmm_tol(GMM_BACKEND_VS_REFERENCE, dtype)
+
+    log_prob = gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, backend=backend)
+    assert log_prob.dtype == dtype
+    assert_allclose(log_prob, reference.gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type), **tol)
+
+    mean_log_likelihood, log_resp = gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, backend=backend)
+    ref_mean, ref_log_resp = reference.gmm_e_step(X, weights, means, precisions_cholesky, covariance_type)
+    assert log_resp.dtype == dtype
+    assert_allclose(mean_log_likelihood, ref_mean, **tol)
+    assert_allclose(log_resp, ref_log_resp, **tol)
+
+    resp = make_resp(rng, n, k, dtype)
+    results = gmm_m_step(X, resp, 1e-6, covariance_type, backend=backend)
+    for ours, theirs in zip(results, reference.gmm_m_step(X, resp, 1e-6, covariance_type)):
+        assert ours.dtype == dtype and ours.shape == theirs.shape
+        assert_allclose(ours, theirs, **tol)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_zero_weight_gives_minus_infinity(backend_name):
+    pytest.importorskip(backend_name)
+    rng = np.random.default_rng(0)
+    X = make_data(rng, 20, 3, np.float64)
+    weights, means, precisions_cholesky = make_model(rng, "diag", 3, 3, np.float64)
+    weights = np.array([0.0, 0.5, 0.5])
+    _, log_resp = gmm_e_step(X, weights, means, precisions_cholesky, "diag", backend=backend_name)
+    assert np.all(log_resp[:, 0] == -np.inf) and np.isfinite(log_resp[:, 1:]).all()
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+def test_ops_validate_their_inputs():
+    rng = np.random.default_rng(0)
+    X = make_data(rng, 10, 3, np.float64)
+    weights, means, precisions_cholesky = make_model(rng, "full", 2, 3, np.float64)
+    with pytest.raises(ValueError, match="Unknown covariance_type 'banana'"):
+        gmm_estimate_log_prob(X, means, precisions_cholesky, "banana")
+    with pytest.raises(ValueError, match=r"precisions_cholesky has shape \(2, 3, 3\); expected \(2, 3\)"):
+        gmm_estimate_log_prob(X, means, precisions_cholesky, "diag")
+    with pytest.raises(ValueError, match="means has 2 feature"):
+        gmm_estimate_log_prob(X, means[:, :2], precisions_cholesky, "full")
+    with pytest.raises(ValueError, match=r"weights has shape \(3,\); expected \(2,\)"):
+        gmm_e_step(X, np.ones(3) / 3, means, precisions_cholesky, "full")
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        gmm_e_step(np.full((3, 3), np.nan), weights, means, precisions_cholesky, "full")
+    with pytest.raises(ValueError, match="resp has 9 row"):
+        gmm_m_step(X, np.ones((9, 2)) / 2, 1e-6, "full")
+    with pytest.raises(ValueError, match="resp must be non-negative"):
+        gmm_m_step(X, -np.ones((10, 2)), 1e-6, "full")
