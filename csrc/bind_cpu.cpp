@@ -126,6 +126,48 @@ std::pair<py::array_t<double>, py::array_t<double>> kmeans_update(
 }
 
 template <class T>
+py::tuple kmeans_step(const Matrix<T>& X, const py::array_t<T, py::array::c_style>& sample_weight,
+                      const Matrix<T>& centers) {
+  const char* op = "kmeans_step";
+  if (X.ndim() != 2 || centers.ndim() != 2 || sample_weight.ndim() != 1)
+    throw std::invalid_argument(std::string(op) +
+                                ": X and centers must be 2-D, sample_weight 1-D, got " +
+                                std::to_string(X.ndim()) + "-D, " +
+                                std::to_string(centers.ndim()) + "-D and " +
+                                std::to_string(sample_weight.ndim()) + "-D");
+  const int64_t n_samples = X.shape(0), n_features = X.shape(1);
+  const int64_t n_clusters = centers.shape(0);
+  if (centers.shape(1) != n_features)
+    throw std::invalid_argument(std::string(op) + ": X and centers must have the same number of "
+                                "columns, got " + std::to_string(n_features) + " and " +
+                                std::to_string(centers.shape(1)));
+  if (sample_weight.shape(0) != n_samples)
+    throw std::invalid_argument(std::string(op) + ": X has " + std::to_string(n_samples) +
+                                " rows but sample_weight has " +
+                                std::to_string(sample_weight.shape(0)));
+  if (n_clusters < 1)
+    throw std::invalid_argument(std::string(op) + ": centers must have at least one row");
+  if (n_features < 1)
+    throw std::invalid_argument(std::string(op) + ": X must have at least one column");
+  py::array_t<int32_t> labels(n_samples);
+  Matrix<T> distances(n_samples);
+  py::array_t<double> sums({n_clusters, n_features});
+  py::array_t<double> weights(n_clusters);
+  const T* x = X.data();
+  const T* w = sample_weight.data();
+  const T* c = centers.data();
+  int32_t* l = labels.mutable_data();
+  T* d = distances.mutable_data();
+  double* s = sums.mutable_data();
+  double* k = weights.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::kmeans_step(x, w, c, n_samples, n_features, n_clusters, l, d, s, k);
+  }
+  return py::make_tuple(labels, distances, sums, weights);
+}
+
+template <class T>
 void define_overloads(py::module_& m) {
   m.def("pairwise_distances", &pairwise_distances<T>, py::arg("X").noconvert(),
         py::arg("Y").noconvert(), py::arg("metric"),
@@ -141,6 +183,10 @@ void define_overloads(py::module_& m) {
         py::arg("sample_weight").noconvert(), py::arg("labels").noconvert(),
         py::arg("n_clusters"),
         "(sums float64 [k, d], weights float64 [k]): weighted per-cluster sums and weights.");
+  m.def("kmeans_step", &kmeans_step<T>, py::arg("X").noconvert(),
+        py::arg("sample_weight").noconvert(), py::arg("centers").noconvert(),
+        "(labels int32 [n], squared distances [n], sums float64 [k, d], weights float64 [k]): "
+        "nearest centre of each row and the weighted per-cluster sums, in one pass over X.");
 }
 
 }  // namespace

@@ -20,6 +20,12 @@
 //   keeps the k+1 best keys per row; a rigorous bound on the key's rounding error decides whether
 //   the top-k set is certain. Certain rows recompute k exact distances (2 k D flops each),
 //   ambiguous rows recompute the whole row exactly. Bytes: n_x D + n_y D in, n_x k out.
+// * nearest (argmin, euclidean / sqeuclidean): the same screening with k = 1, but on its own loop
+//   (nearest_sqeuclidean in tile_engine.hpp, shared with the k-means step): X read in place,
+//   not packed, and a vector top-1 epilogue, since with few Y panels packing X and offering
+//   every key to a sorted list cost more than the GEMM itself.
+// The vector helpers, the exact accumulation, Y packing and the microkernel live in
+// tile_engine.hpp, shared with kmeans_step.cpp.
 // Results do not depend on the thread count: every row is computed by one thread, in the same
 // order, whatever the partition.
 #include "cpu/distances.hpp"
@@ -33,251 +39,14 @@
 #include <stdexcept>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
-// The vector types below are 32 bytes; without AVX GCC emulates them with SSE, which changes
-// the ABI of functions taking them. They are all internal and inlined, so the warning is moot.
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "cpu/tile_engine.hpp"
 
 namespace fastlatent::cpu {
 namespace {
 
-typedef float v8sf __attribute__((vector_size(32)));
-typedef float v4sf __attribute__((vector_size(16)));
-typedef double v4df __attribute__((vector_size(32)));
-typedef long long v4di __attribute__((vector_size(32)));
-typedef int v8si __attribute__((vector_size(32)));
-
-template <class A>
-struct Vec;
-template <>
-struct Vec<float> {
-  using type = v8sf;
-  static constexpr int lanes = 8;
-};
-template <>
-struct Vec<double> {
-  using type = v4df;
-  static constexpr int lanes = 4;
-};
-
-// memcpy, not a cast: packed buffers and user arrays carry no alignment guarantee.
-template <class V, class A>
-inline V load(const A* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// All lanes listed, not V{} + s: adding zero is no identity for -0.0, so GCC would keep the add
-// (and a per-lane loop compiles to inserts). Both forms here compile to one vbroadcast.
-inline v8sf splat(float s) { return v8sf{s, s, s, s, s, s, s, s}; }
-inline v4df splat(double s) { return v4df{s, s, s, s}; }
-
-// Explicit FMA where the target has it: GCC contracts a*b+c only in GNU modes.
-inline v8sf fmadd(v8sf a, v8sf b, v8sf c) {
-#if defined(__FMA__)
-  return _mm256_fmadd_ps(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-inline v4df fmadd(v4df a, v4df b, v4df c) {
-#if defined(__FMA__)
-  return _mm256_fmadd_pd(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-inline double fmadd(double a, double b, double c) { return a * b + c; }
-
-inline v8sf absolute(v8sf v) { return (v8sf)((v8si)v & 0x7fffffff); }
-inline v4df absolute(v4df v) { return (v4df)((v4di)v & 0x7fffffffffffffffLL); }
-inline double absolute(double v) { return std::fabs(v); }
-
-// Bit l set when lane l of a comparison result is true.
-template <class M>
-inline unsigned lane_bits(M mask) {
-  constexpr int n = int(sizeof(M) / sizeof(mask[0]));
-#if defined(__AVX__)
-  static_assert(sizeof(M) == 32, "AVX mask");
-  if constexpr (n == 8) {
-    __m256 bits;
-    std::memcpy(&bits, &mask, sizeof bits);
-    return unsigned(_mm256_movemask_ps(bits));
-  } else {
-    __m256d bits;
-    std::memcpy(&bits, &mask, sizeof bits);
-    return unsigned(_mm256_movemask_pd(bits));
-  }
-#else
-  unsigned bits = 0;
-  for (int l = 0; l < n; ++l)
-    if (mask[l]) bits |= 1u << l;
-  return bits;
-#endif
-}
-
-// What one feature adds to an accumulator (same code for vectors and scalars).
-struct SquaredDifference {
-  template <class V>
-  static V step(V acc, V x, V y) {
-    V t = x - y;
-    return fmadd(t, t, acc);
-  }
-};
-struct AbsoluteDifference {
-  template <class V>
-  static V step(V acc, V x, V y) {
-    return acc + absolute(x - y);
-  }
-};
-struct DotProduct {
-  template <class V>
-  static V step(V acc, V x, V y) {
-    return fmadd(x, y, acc);
-  }
-};
-
-// Calls f(Op{}) with the exact (double, direct form) accumulation of `metric`.
-template <class F>
-void with_exact_op(Metric metric, F&& f) {
-  switch (metric) {
-    case Metric::euclidean:
-    case Metric::sqeuclidean: f(SquaredDifference{}); break;
-    case Metric::manhattan: f(AbsoluteDifference{}); break;
-    case Metric::cosine: f(DotProduct{}); break;
-  }
-}
-
-template <class T>
-inline v4df load_as_double(const T* p);
-template <>
-inline v4df load_as_double<double>(const double* p) {
-  return load<v4df>(p);
-}
-template <>
-inline v4df load_as_double<float>(const float* p) {
-  return __builtin_convertvector(load<v4sf>(p), v4df);
-}
-
-// One row pair in double, four lanes and two partial sums so the loop is not latency-bound.
-template <class Op, class T>
-double reduce_pair(const T* x, const T* y, int64_t n_features) {
-  v4df s0 = {}, s1 = {};
-  int64_t d = 0;
-  for (; d + 8 <= n_features; d += 8) {
-    s0 = Op::step(s0, load_as_double(x + d), load_as_double(y + d));
-    s1 = Op::step(s1, load_as_double(x + d + 4), load_as_double(y + d + 4));
-  }
-  if (d + 4 <= n_features) {
-    s0 = Op::step(s0, load_as_double(x + d), load_as_double(y + d));
-    d += 4;
-  }
-  v4df s = s0 + s1;
-  double acc = (s[0] + s[1]) + (s[2] + s[3]);
-  for (; d < n_features; ++d) acc = Op::step(acc, double(x[d]), double(y[d]));
-  return acc;
-}
-
-// 1/|v|, with a zero vector left as it is: its cosine similarity is 0 with everything.
-inline double inverse_norm(double squared_norm) {
-  return squared_norm > 0.0 ? 1.0 / std::sqrt(squared_norm) : 1.0;
-}
-
-// Distance from an exact accumulation (sum of squares, sum of |.|, or dot product for cosine).
-inline double finish(Metric metric, double acc, double x_inverse_norm, double y_inverse_norm) {
-  switch (metric) {
-    case Metric::sqeuclidean: return std::max(acc, 0.0);
-    case Metric::euclidean: return std::sqrt(std::max(acc, 0.0));
-    case Metric::manhattan: return acc;
-    case Metric::cosine:
-      return std::min(std::max(1.0 - acc * x_inverse_norm * y_inverse_norm, 0.0), 2.0);
-  }
-  return acc;
-}
-
-template <class T>
-double exact_distance(Metric metric, const T* x, const T* y, int64_t n_features,
-                      double x_inverse_norm, double y_inverse_norm) {
-  double acc = 0.0;
-  with_exact_op(metric, [&](auto op) {
-    acc = reduce_pair<decltype(op)>(x, y, n_features);
-  });
-  return finish(metric, acc, x_inverse_norm, y_inverse_norm);
-}
-
-// ---- packing ---------------------------------------------------------------------------------
-
-// dst[d * W + r] = row r of src (scaled to unit norm when `normalise`), zero rows past `valid`
-// so the microkernel never needs a remainder case. squared_norms[r] = |row r|^2 of src in double.
-template <int W, class A, class T>
-void pack_panel(const T* src, int64_t valid, int64_t n_features, bool normalise, A* dst,
-                double* squared_norms) {
-  for (int r = 0; r < W; ++r) {
-    if (r >= valid) {
-      for (int64_t d = 0; d < n_features; ++d) dst[d * W + r] = A(0);
-      continue;
-    }
-    const T* row = src + r * n_features;
-    const double squared = reduce_pair<DotProduct>(row, row, n_features);
-    if (squared_norms) squared_norms[r] = squared;
-    if (normalise) {
-      const double scale = squared > 0.0 ? 1.0 / std::sqrt(squared) : 0.0;
-      for (int64_t d = 0; d < n_features; ++d) dst[d * W + r] = A(double(row[d]) * scale);
-    } else {
-      for (int64_t d = 0; d < n_features; ++d) dst[d * W + r] = A(row[d]);
-    }
-  }
-}
-
-// All of Y, in panels of W rows; squared_norms gets n_y entries.
-template <int W, class A, class T>
-std::vector<A> pack_all(const T* Y, int64_t n_y, int64_t n_features, bool normalise,
-                        double* squared_norms) {
-  const int64_t n_panels = (n_y + W - 1) / W;
-  std::vector<A> packed(size_t(n_panels) * W * size_t(n_features));
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < n_panels; ++p) {
-    pack_panel<W>(Y + p * W * n_features, std::min<int64_t>(W, n_y - p * W), n_features,
-                  normalise, packed.data() + size_t(p) * W * size_t(n_features),
-                  squared_norms + p * W);
-  }
-  return packed;
-}
+using namespace detail;
 
 // ---- the tile engine ---------------------------------------------------------------------------
-
-// acc[r][v] = sum over features of Op(x_r, y_{v-th vector}); the feature loop runs whole in
-// registers, loading one NR-wide row of the Y panel and broadcasting MR values of X per step.
-template <class Op, int MR, int NV, class A>
-inline void microkernel(const A* x_panel, const A* y_panel, int64_t n_features,
-                        typename Vec<A>::type (&acc)[MR][NV]) {
-  using V = typename Vec<A>::type;
-  constexpr int L = Vec<A>::lanes;
-  V c[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) c[r][v] = V{};
-  for (int64_t d = 0; d < n_features; ++d) {
-    V y[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) y[v] = load<V>(y_panel + d * (NV * L) + v * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const V x = splat(x_panel[d * MR + r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) c[r][v] = Op::step(c[r][v], x, y[v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = c[r][v];
-}
 
 // Rows of X per block: the packed block stays in L2, and there are enough blocks to balance
 // the threads. A multiple of MR so that only the last block has a partial panel.
@@ -331,8 +100,8 @@ void tile_engine(const T* X, int64_t n_x, int64_t n_features, bool normalise_x,
         const int cols = int(std::min<int64_t>(NR, n_y - q * NR));
         for (int64_t p = 0; p < n_x_panels; ++p) {
           V acc[MR][NV];
-          microkernel<Op, MR, NV>(x_packed + size_t(p) * MR * size_t(n_features), y_panel,
-                                  n_features, acc);
+          microkernel<Op, MR, NV>(PackedRows<A, MR>{x_packed + size_t(p) * MR * size_t(n_features)},
+                                  y_panel, n_features, acc);
           epilogue.tile(thread, row0 + p * MR, p * MR, int(std::min<int64_t>(MR, rows - p * MR)),
                         q * NR, cols, acc, x_norms + p * MR);
         }
@@ -754,6 +523,19 @@ void check_shapes(const char* op, int64_t n_x, int64_t n_y, int64_t n_features, 
                                 to_string(n_features));
 }
 
+// Output of nearest_sqeuclidean for pairwise_distances_argmin_min.
+template <class T>
+struct NearestSink {
+  Metric metric;
+  T* distances;
+  int64_t* indices;
+  void prepare(int) {}
+  void row(int, int64_t i, const T*, int64_t label, double squared) {
+    indices[i] = label;
+    distances[i] = T(finish(metric, squared, 1.0, 1.0));
+  }
+};
+
 template <class T>
 void neighbors_impl(const char* op, const T* X, int64_t n_x, const T* Y, int64_t n_y,
                     int64_t n_features, int64_t n_neighbors, Metric metric, T* distances,
@@ -763,6 +545,12 @@ void neighbors_impl(const char* op, const T* X, int64_t n_x, const T* Y, int64_t
     throw std::invalid_argument(std::string(op) + ": n_neighbors must be in [1, n_y=" +
                                 std::to_string(n_y) + "], got " + std::to_string(n_neighbors));
   if (n_x == 0) return;
+  // The nearest row under (squared) euclidean: X read in place, a vector top-1 epilogue.
+  if (n_neighbors == 1 && (metric == Metric::sqeuclidean || metric == Metric::euclidean)) {
+    NearestSink<T> sink{metric, distances, indices};
+    nearest_sqeuclidean(X, n_x, Y, n_y, n_features, metric, sink);
+    return;
+  }
   // Screening needs a (k+1)-th candidate to separate the top k from the rest; manhattan has no
   // GEMM form.
   if (metric == Metric::manhattan || n_neighbors == n_y)

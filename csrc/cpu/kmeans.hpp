@@ -1,4 +1,5 @@
-// k-means kernels of fastlatent's CPU module (the assignment is the fused argmin in distances).
+// k-means kernels of fastlatent's CPU module: the update alone, and the fused step (assignment
+// and update in one pass over X).
 //
 // Row-major, C-contiguous arrays; the caller owns all memory. One overload per dtype. Each
 // function checks its own preconditions and throws std::invalid_argument naming the op.
@@ -24,5 +25,27 @@ void kmeans_update(const float* X, const float* sample_weight, const int32_t* la
 void kmeans_update(const double* X, const double* sample_weight, const int32_t* labels,
                    int64_t n_samples, int64_t n_features, int64_t n_clusters, double* sums,
                    double* weights);
+
+// One Lloyd iteration in one pass over X: the nearest centre of every row and, while the row
+// is in cache, its weighted contribution to that centre's sum.
+//   [in]  X              [n_samples x n_features]
+//   [in]  sample_weight  [n_samples]
+//   [in]  centers        [n_clusters x n_features]
+//   [out] labels         [n_samples], the nearest centre (squared euclidean), ties to the
+//                        lower index: pairwise_distances_argmin_min(X, centers, sqeuclidean)'s
+//   [out] distances      [n_samples], the exact squared distance (float64) cast to the dtype,
+//                        bit for bit that function's
+//   [out] sums           [n_clusters x n_features], float64, as kmeans_update on `labels`
+//   [out] weights        [n_clusters], float64
+// Labels and distances do not depend on the number of threads. Sums and weights are summed in
+// float64 per thread in row order, then the per-thread partials are added in thread order: with
+// one thread they equal kmeans_update's bit for bit, with more they may differ in the last
+// bits. Uses threads x (n_clusters x n_features + n_clusters) doubles of scratch.
+void kmeans_step(const float* X, const float* sample_weight, const float* centers,
+                 int64_t n_samples, int64_t n_features, int64_t n_clusters, int32_t* labels,
+                 float* distances, double* sums, double* weights);
+void kmeans_step(const double* X, const double* sample_weight, const double* centers,
+                 int64_t n_samples, int64_t n_features, int64_t n_clusters, int32_t* labels,
+                 double* distances, double* sums, double* weights);
 
 }  // namespace fastlatent::cpu

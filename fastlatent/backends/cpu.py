@@ -33,5 +33,9 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     return _cpu.kmeans_update(X, sample_weight, labels, int(n_clusters))
 
 
+def kmeans_step(X, sample_weight, centers):
+    return _cpu.kmeans_step(X, sample_weight, centers)
+
+
 def describe():
     return f"native C++ / OpenMP, {_cpu.max_threads()} threads"
