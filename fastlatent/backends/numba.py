@@ -227,17 +227,22 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @numba.njit(inline="always", fastmath=False)
+def _project(x, cholesky, y):  # IN x (d,), cholesky (d, d); OUT y (d,) = x @ cholesky in float64
+    for j in range(y.shape[0]):
+        y[j] = 0.0
+    for a in range(x.shape[0]):
+        xa = np.float64(x[a])
+        for j in range(y.shape[0]):
+            y[j] += xa * cholesky[a, j]
+
+
+@numba.njit(inline="always", fastmath=False)
 def _gmm_row_log_prob(x, means, precisions_cholesky, means_projected, precisions, mean_terms,
                       log_det, code, y, out):  # IN x (d,) ... OUT out (k,) float64; y (d,) scratch
     n_components = means.shape[0]
     d = x.shape[0]
     if code == _GMM_TIED:
-        for j in range(d):
-            y[j] = 0.0
-        for a in range(d):
-            xa = np.float64(x[a])
-            for j in range(d):
-                y[j] += xa * precisions_cholesky[0, a, j]
+        _project(x, precisions_cholesky[0], y)
     norm = 0.0
     if code == _GMM_SPHERICAL:
         for j in range(d):
@@ -245,12 +250,7 @@ def _gmm_row_log_prob(x, means, precisions_cholesky, means_projected, precisions
     for c in range(n_components):
         squared = 0.0
         if code == _GMM_FULL:
-            for j in range(d):
-                y[j] = 0.0
-            for a in range(d):
-                xa = np.float64(x[a])
-                for j in range(d):
-                    y[j] += xa * precisions_cholesky[c, a, j]
+            _project(x, precisions_cholesky[c], y)
             for j in range(d):
                 v = y[j] - means_projected[c, j]
                 squared += v * v
