@@ -7,9 +7,11 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cpu/distances.hpp"
 #include "cpu/kmeans.hpp"
+#include "cpu/mixture.hpp"
 
 namespace py = pybind11;
 namespace cpu = fastlatent::cpu;
@@ -168,6 +170,191 @@ py::tuple kmeans_step(const Matrix<T>& X, const py::array_t<T, py::array::c_styl
 }
 
 template <class T>
+py::tuple kmeans_plusplus_step(const Matrix<T>& X,
+                               const py::array_t<double, py::array::c_style>& sample_weight,
+                               const py::array_t<double, py::array::c_style>& closest,
+                               const py::array_t<int64_t, py::array::c_style>& candidates) {
+  const char* op = "kmeans_plusplus_step";
+  if (X.ndim() != 2 || sample_weight.ndim() != 1 || closest.ndim() != 1 || candidates.ndim() != 1)
+    throw std::invalid_argument(std::string(op) +
+                                ": X must be 2-D, sample_weight, closest and candidates 1-D");
+  const int64_t n_samples = X.shape(0), n_features = X.shape(1);
+  const int64_t n_candidates = candidates.shape(0);
+  if (sample_weight.shape(0) != n_samples || closest.shape(0) != n_samples)
+    throw std::invalid_argument(std::string(op) + ": X has " + std::to_string(n_samples) +
+                                " rows but sample_weight has " +
+                                std::to_string(sample_weight.shape(0)) + " and closest " +
+                                std::to_string(closest.shape(0)));
+  py::array_t<double> new_closest(n_samples);
+  const T* x = X.data();
+  const double* w = sample_weight.data();
+  const double* c = closest.data();
+  const int64_t* j = candidates.data();
+  double* o = new_closest.mutable_data();
+  int64_t best = 0;
+  double potential = 0.0;
+  {
+    py::gil_scoped_release release;
+    cpu::kmeans_plusplus_step(x, w, c, j, n_samples, n_features, n_candidates, &best, &potential,
+                              o);
+  }
+  return py::make_tuple(best, potential, new_closest);
+}
+
+// Shapes (n, d, k) of a Gaussian-mixture call, with the precision Cholesky factors checked
+// against covariance_type's layout (full [k, d, d], tied [d, d], diag [k, d], spherical [k]).
+template <class T>
+Shapes check_gmm_model(const char* op, const Matrix<T>& X, const Matrix<double>& means,
+                       const py::array_t<double, py::array::c_style>& precisions_cholesky,
+                       cpu::CovarianceType type) {
+  if (X.ndim() != 2 || means.ndim() != 2)
+    throw std::invalid_argument(std::string(op) + ": X and means must be 2-D, got " +
+                                std::to_string(X.ndim()) + "-D and " +
+                                std::to_string(means.ndim()) + "-D");
+  const int64_t n = X.shape(0), d = X.shape(1), k = means.shape(0);
+  if (means.shape(1) != d)
+    throw std::invalid_argument(std::string(op) + ": X and means must have the same number of "
+                                "columns, got " + std::to_string(d) + " and " +
+                                std::to_string(means.shape(1)));
+  if (k < 1) throw std::invalid_argument(std::string(op) + ": means must have at least one row");
+  if (d < 1) throw std::invalid_argument(std::string(op) + ": X must have at least one column");
+  std::vector<int64_t> expected;
+  switch (type) {
+    case cpu::CovarianceType::Full: expected = {k, d, d}; break;
+    case cpu::CovarianceType::Tied: expected = {d, d}; break;
+    case cpu::CovarianceType::Diag: expected = {k, d}; break;
+    case cpu::CovarianceType::Spherical: expected = {k}; break;
+  }
+  bool ok = precisions_cholesky.ndim() == py::ssize_t(expected.size());
+  for (size_t a = 0; ok && a < expected.size(); ++a)
+    ok = precisions_cholesky.shape(a) == expected[a];
+  if (!ok) {
+    std::string got, want;
+    for (py::ssize_t a = 0; a < precisions_cholesky.ndim(); ++a)
+      got += (a ? ", " : "") + std::to_string(precisions_cholesky.shape(a));
+    for (size_t a = 0; a < expected.size(); ++a)
+      want += (a ? ", " : "") + std::to_string(expected[a]);
+    throw std::invalid_argument(std::string(op) + ": precisions_cholesky has shape (" + got +
+                                "); expected (" + want + ")");
+  }
+  return {n, k, d};  // n_x = n, n_y = k, n_features = d
+}
+
+template <class T>
+Matrix<T> gmm_estimate_log_prob(const Matrix<T>& X, const Matrix<double>& means,
+                                const py::array_t<double, py::array::c_style>& precisions_cholesky,
+                                const std::string& covariance_type) {
+  const char* op = "gmm_estimate_log_prob";
+  const cpu::CovarianceType type = cpu::parse_covariance_type(covariance_type, op);
+  const Shapes s = check_gmm_model(op, X, means, precisions_cholesky, type);
+  Matrix<T> out({s.n_x, s.n_y});
+  const T* x = X.data();
+  const double* mu = means.data();
+  const double* p = precisions_cholesky.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::gmm_estimate_log_prob(x, mu, p, s.n_x, s.n_features, s.n_y, type, o);
+  }
+  return out;
+}
+
+template <class T>
+std::pair<Matrix<T>, py::array_t<double>> gmm_e_step(
+    const Matrix<T>& X, const py::array_t<double, py::array::c_style>& log_weights,
+    const Matrix<double>& means, const py::array_t<double, py::array::c_style>& precisions_cholesky,
+    const std::string& covariance_type) {
+  const char* op = "gmm_e_step";
+  const cpu::CovarianceType type = cpu::parse_covariance_type(covariance_type, op);
+  const Shapes s = check_gmm_model(op, X, means, precisions_cholesky, type);
+  if (log_weights.ndim() != 1 || log_weights.shape(0) != s.n_y)
+    throw std::invalid_argument(std::string(op) + ": log_weights must have shape (" +
+                                std::to_string(s.n_y) + ",)");
+  Matrix<T> log_resp({s.n_x, s.n_y});
+  py::array_t<double> log_norm(s.n_x);
+  const T* x = X.data();
+  const double* lw = log_weights.data();
+  const double* mu = means.data();
+  const double* p = precisions_cholesky.data();
+  T* r = log_resp.mutable_data();
+  double* ln = log_norm.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::gmm_e_step(x, lw, mu, p, s.n_x, s.n_features, s.n_y, type, r, ln);
+  }
+  return {log_resp, log_norm};
+}
+
+template <class T>
+py::tuple gmm_moments(const Matrix<T>& X, const Matrix<T>& resp,
+                      const std::string& covariance_type) {
+  const char* op = "gmm_moments";
+  const cpu::CovarianceType type = cpu::parse_covariance_type(covariance_type, op);
+  if (X.ndim() != 2 || resp.ndim() != 2 || resp.shape(0) != X.shape(0))
+    throw std::invalid_argument(std::string(op) + ": X and resp must be 2-D with the same rows");
+  const int64_t n = X.shape(0), d = X.shape(1), k = resp.shape(1);
+  py::array_t<double> nk(k);
+  py::array_t<double> sums({k, d});
+  py::array_t<double> extra;
+  if (type == cpu::CovarianceType::Tied)
+    extra = py::array_t<double>({d, d});
+  else if (type != cpu::CovarianceType::Full)
+    extra = py::array_t<double>({k, d});
+  else
+    extra = py::array_t<double>(0);
+  const T* x = X.data();
+  const T* r = resp.data();
+  double* pk = nk.mutable_data();
+  double* ps = sums.mutable_data();
+  double* pe = extra.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::gmm_moments(x, r, n, d, k, type, pk, ps, pe);
+  }
+  return py::make_tuple(nk, sums, extra);
+}
+
+template <class T>
+py::array_t<double> gmm_full_scatter(const Matrix<T>& X, const Matrix<T>& resp,
+                                     const Matrix<double>& means) {
+  const char* op = "gmm_full_scatter";
+  if (X.ndim() != 2 || resp.ndim() != 2 || means.ndim() != 2 || resp.shape(0) != X.shape(0) ||
+      means.shape(0) != resp.shape(1) || means.shape(1) != X.shape(1))
+    throw std::invalid_argument(std::string(op) + ": X [n, d], resp [n, k] and means [k, d] "
+                                "must have matching shapes");
+  const int64_t n = X.shape(0), d = X.shape(1), k = resp.shape(1);
+  py::array_t<double> scatter({k, d, d});
+  const T* x = X.data();
+  const T* r = resp.data();
+  const double* mu = means.data();
+  double* s = scatter.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::gmm_full_scatter(x, r, mu, n, d, k, s);
+  }
+  return scatter;
+}
+
+template <class T>
+void define_mixture_overloads(py::module_& m) {
+  m.def("gmm_estimate_log_prob", &gmm_estimate_log_prob<T>, py::arg("X").noconvert(),
+        py::arg("means").noconvert(), py::arg("precisions_cholesky").noconvert(),
+        py::arg("covariance_type"),
+        "Gaussian log-densities [n, k] of X's dtype; means and precisions_cholesky float64.");
+  m.def("gmm_e_step", &gmm_e_step<T>, py::arg("X").noconvert(),
+        py::arg("log_weights").noconvert(), py::arg("means").noconvert(),
+        py::arg("precisions_cholesky").noconvert(), py::arg("covariance_type"),
+        "(log_resp [n, k] of X's dtype, log_norm float64 [n]): the fused E-step.");
+  m.def("gmm_moments", &gmm_moments<T>, py::arg("X").noconvert(), py::arg("resp").noconvert(),
+        py::arg("covariance_type"),
+        "(nk [k], resp^T X [k, d], extra) float64 for the M-step; extra is X^T X [d, d] (tied), "
+        "resp^T X^2 [k, d] (diag, spherical) or empty (full).");
+  m.def("gmm_full_scatter", &gmm_full_scatter<T>, py::arg("X").noconvert(),
+        py::arg("resp").noconvert(), py::arg("means").noconvert(),
+        "Weighted scatter matrices [k, d, d] float64: sum_i resp[i, c] (x_i - mu_c)(x_i - mu_c)^T.");
+}
+
+template <class T>
 void define_overloads(py::module_& m) {
   m.def("pairwise_distances", &pairwise_distances<T>, py::arg("X").noconvert(),
         py::arg("Y").noconvert(), py::arg("metric"),
@@ -187,6 +374,11 @@ void define_overloads(py::module_& m) {
         py::arg("sample_weight").noconvert(), py::arg("centers").noconvert(),
         "(labels int32 [n], squared distances [n], sums float64 [k, d], weights float64 [k]): "
         "nearest centre of each row and the weighted per-cluster sums, in one pass over X.");
+  m.def("kmeans_plusplus_step", &kmeans_plusplus_step<T>, py::arg("X").noconvert(),
+        py::arg("sample_weight").noconvert(), py::arg("closest").noconvert(),
+        py::arg("candidates").noconvert(),
+        "(best position int, best potential float, new closest float64 [n]): one greedy "
+        "k-means++ step over the candidate rows, in one pass over X.");
 }
 
 }  // namespace
@@ -195,5 +387,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fastlatent's native CPU kernels (C++17, OpenMP).";
   define_overloads<float>(m);
   define_overloads<double>(m);
+  define_mixture_overloads<float>(m);
+  define_mixture_overloads<double>(m);
   m.def("max_threads", &cpu::max_threads, "Threads an OpenMP region uses (omp_get_max_threads).");
 }

@@ -1,5 +1,5 @@
-// k-means kernels of fastlatent's CPU module: the update alone, and the fused step (assignment
-// and update in one pass over X).
+// k-means kernels of fastlatent's CPU module: the update alone, the fused step (assignment
+// and update in one pass over X), and the k-means++ seeding step.
 //
 // Row-major, C-contiguous arrays; the caller owns all memory. One overload per dtype. Each
 // function checks its own preconditions and throws std::invalid_argument naming the op.
@@ -47,5 +47,31 @@ void kmeans_step(const float* X, const float* sample_weight, const float* center
 void kmeans_step(const double* X, const double* sample_weight, const double* centers,
                  int64_t n_samples, int64_t n_features, int64_t n_clusters, int32_t* labels,
                  double* distances, double* sums, double* weights);
+
+// One greedy k-means++ step (scikit-learn's _kmeans_plusplus) in one pass over X: for each
+// candidate row c = candidates[j],
+//   potential_j = sum_i sample_weight[i] * min(closest[i], |x_i - x_c|^2)
+// and the candidate of least potential (ties to the lower position) is kept.
+//   [in]  X              [n_samples x n_features]
+//   [in]  sample_weight  [n_samples], float64
+//   [in]  closest        [n_samples], float64: squared distance to the nearest chosen centre
+//                        (+inf before the first)
+//   [in]  candidates     [n_candidates], rows of X, each in [0, n_samples)
+//   [out] best_position  the position in `candidates` of the kept candidate
+//   [out] best_potential its potential
+//   [out] new_closest    [n_samples], float64: min(closest, |x_i - x_best|^2)
+// |x_i - x_c|^2 is pairwise_distances(X, X[candidates], sqeuclidean)'s value bit for bit (the
+// exact direct form in double, rounded to X's dtype), widened to float64. Potentials are summed
+// per thread in row order, then the per-thread partials in thread order: deterministic for a
+// given number of threads, which may change their last bits (and so the choice on a near tie).
+// Uses n_candidates x n_samples doubles of scratch.
+void kmeans_plusplus_step(const float* X, const double* sample_weight, const double* closest,
+                          const int64_t* candidates, int64_t n_samples, int64_t n_features,
+                          int64_t n_candidates, int64_t* best_position, double* best_potential,
+                          double* new_closest);
+void kmeans_plusplus_step(const double* X, const double* sample_weight, const double* closest,
+                          const int64_t* candidates, int64_t n_samples, int64_t n_features,
+                          int64_t n_candidates, int64_t* best_position, double* best_potential,
+                          double* new_closest);
 
 }  // namespace fastlatent::cpu

@@ -14,6 +14,8 @@ Importing this module raises ImportError when the compiled module is missing, wh
 backend registry reports as "unavailable".
 """
 
+import numpy as np
+
 from fastlatent import _cpu
 
 
@@ -35,6 +37,52 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
 
 def kmeans_step(X, sample_weight, centers):
     return _cpu.kmeans_step(X, sample_weight, centers)
+
+
+def kmeans_plusplus_step(X, sample_weight, closest, candidates):
+    best, potential, closest = _cpu.kmeans_plusplus_step(X, sample_weight, closest, candidates)
+    return int(best), float(potential), closest
+
+
+def _gmm_model(means, precisions_cholesky):
+    """The mixture parameters as the kernels take them: float64, C-contiguous."""
+    return (
+        np.ascontiguousarray(means, dtype=np.float64),
+        np.ascontiguousarray(precisions_cholesky, dtype=np.float64),
+    )
+
+
+def gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type):
+    means, precisions_cholesky = _gmm_model(means, precisions_cholesky)
+    return _cpu.gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type)
+
+
+def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type):
+    means, precisions_cholesky = _gmm_model(means, precisions_cholesky)
+    with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    log_resp, log_norm = _cpu.gmm_e_step(X, log_weights, means, precisions_cholesky, covariance_type)
+    return np.float64(log_norm.sum() / X.shape[0]), log_resp
+
+
+def gmm_m_step(X, resp, reg_covar, covariance_type):
+    resp = np.ascontiguousarray(resp, dtype=X.dtype)
+    nk, sums, extra = _cpu.gmm_moments(X, resp, covariance_type)
+    nk += 10 * np.finfo(X.dtype).eps
+    means = sums / nk[:, None]
+    diagonal = np.arange(X.shape[1])
+    if covariance_type == "full":
+        covariances = _cpu.gmm_full_scatter(X, resp, means)
+        covariances /= nk[:, None, None]
+        covariances[:, diagonal, diagonal] += reg_covar
+    elif covariance_type == "tied":
+        covariances = (extra - (nk * means.T) @ means) / nk.sum()
+        covariances[diagonal, diagonal] += reg_covar
+    else:
+        covariances = extra / nk[:, None] - means**2 + reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    return nk.astype(X.dtype), means.astype(X.dtype), covariances.astype(X.dtype)
 
 
 def describe():

@@ -222,3 +222,21 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)
     return nk.astype(X.dtype), means.astype(X.dtype), covariances.astype(X.dtype)
+
+
+# --------------------------------------------------------------------------- k-means++ seeding
+
+
+def kmeans_plusplus_step(X, sample_weight, closest, candidates):
+    """One greedy k-means++ step: (best position in ``candidates``, its potential, new closest).
+
+    ``sample_weight`` and ``closest`` are float64 (n,), ``candidates`` int64 (t,) rows of X.
+    The squared distances to the candidates are ``pairwise_distances`` (float64, rounded to
+    X's dtype) widened to float64; the potential of candidate j is
+    ``sum_i w_i * min(closest_i, d_ij)``; the least potential wins, ties to the lower position.
+    """
+    to_candidates = np.asarray(pairwise_distances(X, X[candidates], "sqeuclidean"), dtype=np.float64).T
+    to_candidates = np.minimum(closest, to_candidates)
+    potentials = to_candidates @ np.asarray(sample_weight, dtype=np.float64)
+    best = int(np.argmin(potentials))
+    return best, float(potentials[best]), np.ascontiguousarray(to_candidates[best])

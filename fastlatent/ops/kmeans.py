@@ -98,8 +98,11 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, *, n_local_trial
     as ``sklearn.cluster.kmeans_plusplus``, so the same seed picks the same rows (up to
     rounding in the distances). Each step draws 2 + log(k) candidates with probability
     proportional to the weighted squared distance to the nearest chosen centre, and keeps
-    the one that lowers the potential most. The distances from the candidates to all rows
-    run on the backend's distance kernel.
+    the one that lowers the potential most. Backends with the ``kmeans_plusplus_step`` op
+    (cpu, numpy) do a step in one call (the cpu kernel in one pass over X); the others run
+    their distance kernel from the candidates to all rows and reduce in NumPy / CuPy. The
+    distances are the same either way (``pairwise_distances``'s, rounded to X's dtype); the
+    potentials may differ in the last float64 bits (summation order).
 
     Returns (centers (n_clusters, n_features) of X's dtype, indices int64 (n_clusters,)).
     """
@@ -119,6 +122,24 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, *, n_local_trial
     first = random_state.choice(n_samples, p=weight_host / weight_host.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
+    _, module = _dispatch.select_backend(backend, X)
+    if hasattr(module, "kmeans_plusplus_step"):  # a fused step; else distances, then NumPy
+        # The first centre is a step with one candidate and nothing chosen yet (closest = inf).
+        _, potential, closest = _dispatch.run(
+            "kmeans_plusplus_step",
+            backend,
+            (X, weight_host, np.full(n_samples, np.inf), np.array([first], dtype=np.int64)),
+        )
+        for c in range(1, n_clusters):
+            targets = random_state.uniform(size=n_local_trials) * potential
+            cumulative = np.cumsum(weight_host * closest)
+            candidates = np.searchsorted(cumulative, targets).astype(np.int64)
+            np.clip(candidates, None, n_samples - 1, out=candidates)
+            best, potential, closest = _dispatch.run(
+                "kmeans_plusplus_step", backend, (X, weight_host, closest, candidates)
+            )
+            indices[c] = candidates[best]
+        return X[indices.tolist()], indices
     closest = squared_distances([first])[0]
     potential = float(closest @ weight)
     for c in range(1, n_clusters):

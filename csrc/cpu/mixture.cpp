@@ -1,0 +1,568 @@
+// gmm_estimate_log_prob and gmm_e_step: the per-component Gaussian log-densities of the rows of
+// X (scikit-learn's _estimate_log_gaussian_prob), alone or fused with the E-step's log-sum-exp.
+//
+// Layout: X [n x d] row-major in its dtype; the model in float64 (means [k x d], precision
+// Cholesky factors in scikit-learn's layout per covariance type, see cpu/mixture.hpp); out
+// [n x k] in X's dtype. All arithmetic is float64.
+//
+// Tiling: OpenMP over blocks of row_block(d) rows (about 32 KiB of X, a multiple of 4, so a
+// block and one d x d factor stay in L1/L2); each thread copies its block of X to float64 once
+// (zero rows pad it to a multiple of 4) and loops over the components, keeping the block's
+// log-densities [rows x k] in a float64 scratch that is written out (or turned into
+// responsibilities) at the end of the block. No n x k x d array is built; the scratch per thread is O(rows x (d + k)).
+//   full: per component, Y = Xblock @ P_c as a small GEMM [rows x d] x [d x d] in register
+//         tiles of 4 rows x 8 columns (GCC vector extensions, AVX2 FMA), P_c copied once with
+//         its columns zero padded to a multiple of 8 and 64-byte aligned; each tile runs over
+//         the rows of P_c that hold its nonzeros (for scikit-learn's upper-triangular factors,
+//         rows 0 to the tile's last column; a general P_c is still exact), and is reduced at
+//         once to q = ||Y_i - mu_c @ P_c||^2, so Y is never stored.
+//   tied: Y = Xblock @ P once per block (same tiles, stored), then q = ||Y_i - mu_c @ P||^2
+//         per component.
+//   diag / spherical: the direct form of the quadratic form (exact, never negative), where
+//         scikit-learn uses the expanded form clipped at 0; they agree to rounding.
+// Every row's values depend on that row only, so the result does not depend on the threads.
+// Cost: full ~ n k d^2 flops (triangular factor; 2 n k d^2 for a dense one), tied ~ n d^2 +
+// 3 n k d, diag ~ 4 n k d, spherical ~ 3 n k d; plus n k exp/log for the E-step. X read once.
+#include "cpu/mixture.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace fastlatent::cpu {
+
+CovarianceType parse_covariance_type(const std::string& name, const char* op) {
+  if (name == "full") return CovarianceType::Full;
+  if (name == "tied") return CovarianceType::Tied;
+  if (name == "diag") return CovarianceType::Diag;
+  if (name == "spherical") return CovarianceType::Spherical;
+  throw std::invalid_argument(std::string(op) + ": unknown covariance_type '" + name +
+                              "'; expected 'full', 'tied', 'diag' or 'spherical'");
+}
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2 pi)
+
+// Rows per block: about 4096 doubles of X (32 KiB) per block, between 8 and 256 rows, a
+// multiple of 4 (the GEMM tile's rows).
+int64_t row_block(int64_t n_features) {
+  return std::clamp<int64_t>(4096 / std::max<int64_t>(n_features, 1), 8, 256) / 4 * 4;
+}
+
+constexpr int64_t kTileCols = 8;  // output columns of the GEMM tile: two AVX registers per row
+
+typedef double v4d __attribute__((vector_size(32)));
+inline v4d load4(const double* p) {
+  v4d v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(double* p, v4d v) { std::memcpy(p, &v, sizeof v); }
+
+// A vector of n doubles (zeros) and its first 64-byte aligned element: with row strides that
+// are multiples of 8 doubles, no 32-byte load of the GEMM tiles straddles a cache line.
+struct AlignedBuffer {
+  std::vector<double> storage;
+  double* data = nullptr;
+  void assign(size_t n) {
+    storage.assign(n + 8, 0.0);
+    const auto address = reinterpret_cast<uintptr_t>(storage.data());
+    data = storage.data() + ((64 - address % 64) % 64) / sizeof(double);
+  }
+};
+
+// Per-component constants of the model, computed once per call (k d^2 work at most).
+struct Model {
+  CovarianceType type;
+  int64_t d, k, dp;  // dp: d rounded up to kTileCols
+  const double* means;
+  const double* chol;
+  std::vector<double> log_det;    // [k]
+  // full, tied: the factors with their columns padded with zeros to dp, [factors x d x dp],
+  // means @ P [k x dp] (zero padded), and per factor and column tile the rows [begin, end) of
+  // P holding its nonzeros (rows 0 to the tile's last column for an upper-triangular P).
+  AlignedBuffer padded;
+  AlignedBuffer projected;
+  std::vector<int32_t> tile_begin, tile_end;
+  std::vector<double> spherical_precision;  // [k] P_c^2 (spherical)
+};
+
+Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
+                 CovarianceType type) {
+  const int64_t dp = (d + kTileCols - 1) / kTileCols * kTileCols;
+  Model m{type, d, k, dp, means, chol, std::vector<double>(size_t(k), 0.0), {}, {}, {}, {}, {}};
+  const size_t dd = size_t(d) * size_t(d);
+  const int64_t tiles = dp / kTileCols;
+  auto prepare = [&](int64_t f, const double* P) {
+    double* out = m.padded.data + size_t(f) * size_t(d) * size_t(dp);
+    for (int64_t a = 0; a < d; ++a)
+      for (int64_t j = 0; j < dp; ++j) out[a * dp + j] = j < d ? P[a * d + j] : 0.0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      int32_t begin = int32_t(d), end = 0;
+      for (int64_t a = 0; a < d; ++a)
+        for (int64_t j = t * kTileCols; j < (t + 1) * kTileCols; ++j)
+          if (out[a * dp + j] != 0.0) {
+            begin = std::min(begin, int32_t(a));
+            end = std::max(end, int32_t(a + 1));
+          }
+      if (end == 0) begin = 0;
+      m.tile_begin[size_t(f * tiles + t)] = begin;
+      m.tile_end[size_t(f * tiles + t)] = end;
+    }
+  };
+  auto project = [d, dp](const double* mu, const double* P, double* out) {
+    for (int64_t j = 0; j < dp; ++j) out[j] = 0.0;
+    for (int64_t a = 0; a < d; ++a)
+      for (int64_t j = 0; j < d; ++j) out[j] += mu[a] * P[a * d + j];
+  };
+  switch (type) {
+    case CovarianceType::Full:
+    case CovarianceType::Tied: {
+      const int64_t factors = type == CovarianceType::Full ? k : 1;
+      m.padded.assign(size_t(factors) * size_t(d) * size_t(dp));
+      m.tile_begin.resize(size_t(factors * tiles));
+      m.tile_end.resize(size_t(factors * tiles));
+      m.projected.assign(size_t(k) * size_t(dp));
+      for (int64_t f = 0; f < factors; ++f) prepare(f, chol + size_t(f) * dd);
+      for (int64_t c = 0; c < k; ++c) {
+        const double* P = chol + (type == CovarianceType::Full ? size_t(c) * dd : 0);
+        double s = 0.0;
+        for (int64_t j = 0; j < d; ++j) s += std::log(P[j * d + j]);
+        m.log_det[c] = s;
+        project(means + size_t(c) * size_t(d), P, m.projected.data + size_t(c) * size_t(dp));
+      }
+      break;
+    }
+    case CovarianceType::Diag:
+      for (int64_t c = 0; c < k; ++c) {
+        double s = 0.0;
+        for (int64_t j = 0; j < d; ++j) s += std::log(chol[size_t(c) * size_t(d) + j]);
+        m.log_det[c] = s;
+      }
+      break;
+    case CovarianceType::Spherical:
+      m.spherical_precision.resize(size_t(k));
+      for (int64_t c = 0; c < k; ++c) {
+        m.log_det[c] = double(d) * std::log(chol[c]);
+        m.spherical_precision[c] = chol[c] * chol[c];
+      }
+      break;
+  }
+  return m;
+}
+
+// Four rows x (stride d) times one padded factor P [d x dp], one register tile of 4 rows x 8
+// columns at a time over the rows [begin, end) of P that hold the tile's nonzeros (skipping
+// only zeros, so exact for any P). kStore: y [4 x dp] = x @ P. Otherwise the tile is reduced
+// at once to squared[r] = ||x_r @ P - mp||^2 (mp [dp], zero padded) and nothing is stored.
+template <bool kStore>
+inline void gemm_rows4(const double* __restrict x, int64_t d, int64_t dp,
+                       const double* __restrict P, const int32_t* __restrict begin,
+                       const int32_t* __restrict end, const double* __restrict mp,
+                       double* __restrict y, double* __restrict squared) {
+  const v4d zero = {0.0, 0.0, 0.0, 0.0};
+  v4d s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+  const double* x0 = x;
+  const double* x1 = x + d;
+  const double* x2 = x + 2 * d;
+  const double* x3 = x + 3 * d;
+  for (int64_t t = 0; t < dp / kTileCols; ++t) {
+    const int64_t j0 = t * kTileCols;
+    v4d c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
+        c31 = zero;
+    for (int64_t a = begin[t]; a < end[t]; ++a) {
+      const v4d p0 = load4(P + a * dp + j0), p1 = load4(P + a * dp + j0 + 4);
+      const double b0 = x0[a], b1 = x1[a], b2 = x2[a], b3 = x3[a];
+      c00 += b0 * p0;
+      c01 += b0 * p1;
+      c10 += b1 * p0;
+      c11 += b1 * p1;
+      c20 += b2 * p0;
+      c21 += b2 * p1;
+      c30 += b3 * p0;
+      c31 += b3 * p1;
+    }
+    if constexpr (kStore) {
+      store4(y + j0, c00);
+      store4(y + j0 + 4, c01);
+      store4(y + dp + j0, c10);
+      store4(y + dp + j0 + 4, c11);
+      store4(y + 2 * dp + j0, c20);
+      store4(y + 2 * dp + j0 + 4, c21);
+      store4(y + 3 * dp + j0, c30);
+      store4(y + 3 * dp + j0 + 4, c31);
+    } else {
+      const v4d m0 = load4(mp + j0), m1 = load4(mp + j0 + 4);
+      c00 -= m0; c01 -= m1; c10 -= m0; c11 -= m1;
+      c20 -= m0; c21 -= m1; c30 -= m0; c31 -= m1;
+      s0 += c00 * c00 + c01 * c01;
+      s1 += c10 * c10 + c11 * c11;
+      s2 += c20 * c20 + c21 * c21;
+      s3 += c30 * c30 + c31 * c31;
+    }
+  }
+  if constexpr (!kStore) {
+    squared[0] = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    squared[1] = (s1[0] + s1[1]) + (s1[2] + s1[3]);
+    squared[2] = (s2[0] + s2[1]) + (s2[2] + s2[3]);
+    squared[3] = (s3[0] + s3[1]) + (s3[2] + s3[3]);
+  }
+}
+
+// ||y - mu||^2
+inline double squared_difference(const double* __restrict y, const double* __restrict mu,
+                                 int64_t d) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < d; ++j) {
+    const double v = y[j] - mu[j];
+    s += v * v;
+  }
+  return s;
+}
+
+// sum_j ((x_j - mu_j) p_j)^2
+inline double scaled_squared_difference(const double* __restrict x, const double* __restrict mu,
+                                        const double* __restrict p, int64_t d) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < d; ++j) {
+    const double v = (x[j] - mu[j]) * p[j];
+    s += v * v;
+  }
+  return s;
+}
+
+// The block's log-densities: lp[rows x k] (float64) for the float64 rows x[rows x d]; x and y
+// [rows x dp] have room for rows rounded up to 4 (x's extra rows are zeros).
+void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, double* lp) {
+  const int64_t d = m.d, k = m.k;
+  const double constant = double(d) * kLog2Pi;
+  auto store = [&](int64_t i, int64_t c, double q) {
+    lp[i * k + c] = -0.5 * (constant + q) + m.log_det[c];
+  };
+  switch (m.type) {
+    case CovarianceType::Full: {
+      const int64_t tiles = m.dp / kTileCols;
+      double squared[4];
+      for (int64_t c = 0; c < k; ++c) {
+        const double* P = m.padded.data + size_t(c) * size_t(d) * size_t(m.dp);
+        const double* mp = m.projected.data + size_t(c) * size_t(m.dp);
+        for (int64_t i = 0; i < rows; i += 4) {
+          gemm_rows4<false>(x + i * d, d, m.dp, P, m.tile_begin.data() + c * tiles,
+                            m.tile_end.data() + c * tiles, mp, nullptr, squared);
+          for (int64_t r = 0; r < 4 && i + r < rows; ++r) store(i + r, c, squared[r]);
+        }
+      }
+      break;
+    }
+    case CovarianceType::Tied:
+      for (int64_t i = 0; i < rows; i += 4)
+        gemm_rows4<true>(x + i * d, d, m.dp, m.padded.data, m.tile_begin.data(),
+                         m.tile_end.data(), nullptr, y + i * m.dp, nullptr);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < k; ++c)
+          store(i, c, squared_difference(y + i * m.dp, m.projected.data + size_t(c) * size_t(m.dp), m.dp));
+      break;
+    case CovarianceType::Diag:
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < k; ++c)
+          store(i, c,
+                scaled_squared_difference(x + i * d, m.means + size_t(c) * size_t(d),
+                                          m.chol + size_t(c) * size_t(d), d));
+      break;
+    case CovarianceType::Spherical:
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < k; ++c)
+          store(i, c,
+                squared_difference(x + i * d, m.means + size_t(c) * size_t(d), d) *
+                    m.spherical_precision[c]);
+      break;
+  }
+}
+
+void check_shapes(const char* op, int64_t n_samples, int64_t n_features, int64_t n_components) {
+  if (n_samples < 0 || n_features < 1 || n_components < 1)
+    throw std::invalid_argument(std::string(op) + ": bad shape (n_samples=" +
+                                std::to_string(n_samples) + ", n_features=" +
+                                std::to_string(n_features) + ", n_components=" +
+                                std::to_string(n_components) + ")");
+}
+
+// log_weights == nullptr: write the log-densities to out. Otherwise the E-step: out gets the
+// log-responsibilities and log_norm the per-row log-sum-exp.
+template <class T>
+void run(const T* X, const double* log_weights, const double* means, const double* chol,
+         int64_t n, int64_t d, int64_t k, CovarianceType type, T* out, double* log_norm) {
+  const Model m = make_model(means, chol, d, k, type);
+  const int64_t block = row_block(d);
+  const int64_t n_blocks = (n + block - 1) / block;
+#pragma omp parallel
+  {
+    std::vector<double> xbuf(size_t(block) * size_t(d), 0.0);
+    AlignedBuffer y;
+    y.assign(size_t(block) * size_t(m.dp));
+    std::vector<double> lp(size_t(block) * size_t(k));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t i0 = b * block;
+      const int64_t rows = std::min(block, n - i0);
+      const T* src = X + i0 * d;
+      for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = static_cast<double>(src[e]);
+      const int64_t padded_rows = std::min(block, (rows + 3) / 4 * 4);
+      for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = 0.0;
+      const double* x = xbuf.data();
+      block_log_prob(m, x, rows, y.data, lp.data());
+      T* o = out + i0 * k;
+      if (log_weights == nullptr) {
+        for (int64_t e = 0; e < rows * k; ++e) o[e] = static_cast<T>(lp[e]);
+        continue;
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        double* w = lp.data() + i * k;
+        double largest = -std::numeric_limits<double>::infinity();
+        for (int64_t c = 0; c < k; ++c) {
+          w[c] += log_weights[c];
+          largest = std::max(largest, w[c]);
+        }
+        double norm;
+        if (std::isinf(largest)) {
+          norm = largest;
+        } else {
+          double total = 0.0;
+          for (int64_t c = 0; c < k; ++c) total += std::exp(w[c] - largest);
+          norm = largest + std::log(total);
+        }
+        log_norm[i0 + i] = norm;
+        for (int64_t c = 0; c < k; ++c) o[i * k + c] = static_cast<T>(w[c] - norm);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gmm_estimate_log_prob(const float* X, const double* means, const double* precisions_cholesky,
+                           int64_t n_samples, int64_t n_features, int64_t n_components,
+                           CovarianceType covariance_type, float* log_prob) {
+  check_shapes("gmm_estimate_log_prob", n_samples, n_features, n_components);
+  run<float>(X, nullptr, means, precisions_cholesky, n_samples, n_features, n_components,
+             covariance_type, log_prob, nullptr);
+}
+
+void gmm_estimate_log_prob(const double* X, const double* means, const double* precisions_cholesky,
+                           int64_t n_samples, int64_t n_features, int64_t n_components,
+                           CovarianceType covariance_type, double* log_prob) {
+  check_shapes("gmm_estimate_log_prob", n_samples, n_features, n_components);
+  run<double>(X, nullptr, means, precisions_cholesky, n_samples, n_features, n_components,
+              covariance_type, log_prob, nullptr);
+}
+
+void gmm_e_step(const float* X, const double* log_weights, const double* means,
+                const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
+                int64_t n_components, CovarianceType covariance_type, float* log_resp,
+                double* log_norm) {
+  check_shapes("gmm_e_step", n_samples, n_features, n_components);
+  if (log_weights == nullptr) throw std::invalid_argument("gmm_e_step: log_weights is null");
+  run<float>(X, log_weights, means, precisions_cholesky, n_samples, n_features, n_components,
+             covariance_type, log_resp, log_norm);
+}
+
+void gmm_e_step(const double* X, const double* log_weights, const double* means,
+                const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
+                int64_t n_components, CovarianceType covariance_type, double* log_resp,
+                double* log_norm) {
+  check_shapes("gmm_e_step", n_samples, n_features, n_components);
+  if (log_weights == nullptr) throw std::invalid_argument("gmm_e_step: log_weights is null");
+  run<double>(X, log_weights, means, precisions_cholesky, n_samples, n_features, n_components,
+              covariance_type, log_resp, log_norm);
+}
+
+
+// ---- M-step sums ---------------------------------------------------------------------------
+// gmm_moments and gmm_full_scatter: the sums over the rows of scikit-learn's
+// _estimate_gaussian_parameters (the k x d^2 divisions are the caller's).
+// Threads own contiguous ranges of rows (static schedule over row blocks) and accumulate into
+// their own float64 partials; the partials are added in thread order at the end.
+// Cost: moments ~ 2 n k d (+ n d^2 tied, + 2 n k d diag/spherical); full scatter ~ n k d^2
+// (upper triangle, four rows per pass over each accumulator row). Memory: threads x partials.
+
+namespace {
+
+template <class T>
+void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
+                  CovarianceType type, double* nk, double* sums, double* extra) {
+  const bool tied = type == CovarianceType::Tied;
+  const bool squares = type == CovarianceType::Diag || type == CovarianceType::Spherical;
+  const size_t n_extra = tied ? size_t(d) * size_t(d) : squares ? size_t(k) * size_t(d) : 0;
+  const size_t stride = size_t(k) + size_t(k) * size_t(d) + n_extra + 8;
+  const int n_threads = std::max(1, omp_get_max_threads());
+  std::vector<double> partials(size_t(n_threads) * stride, 0.0);
+  int used = 1;
+#pragma omp parallel num_threads(n_threads)
+  {
+#pragma omp single
+    used = omp_get_num_threads();
+    const int t = omp_get_thread_num();
+    double* pk = partials.data() + size_t(t) * stride;
+    double* ps = pk + k;
+    double* pe = ps + size_t(k) * size_t(d);
+    std::vector<double> x(static_cast<size_t>(d)), xx(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < d; ++j) x[j] = static_cast<double>(X[i * d + j]);
+      if (squares)
+        for (int64_t j = 0; j < d; ++j) xx[j] = x[j] * x[j];
+      for (int64_t c = 0; c < k; ++c) {
+        const double r = static_cast<double>(resp[i * k + c]);
+        pk[c] += r;
+        double* __restrict s = ps + size_t(c) * size_t(d);
+        for (int64_t j = 0; j < d; ++j) s[j] += r * x[j];
+        if (squares) {
+          double* __restrict q = pe + size_t(c) * size_t(d);
+          for (int64_t j = 0; j < d; ++j) q[j] += r * xx[j];
+        }
+      }
+      if (tied)
+        for (int64_t a = 0; a < d; ++a) {
+          const double xa = x[a];
+          double* __restrict m = pe + size_t(a) * size_t(d);
+          for (int64_t b = a; b < d; ++b) m[b] += xa * x[b];
+        }
+    }
+  }
+  std::fill(nk, nk + k, 0.0);
+  std::fill(sums, sums + size_t(k) * size_t(d), 0.0);
+  if (n_extra) std::fill(extra, extra + n_extra, 0.0);
+  for (int t = 0; t < used; ++t) {
+    const double* pk = partials.data() + size_t(t) * stride;
+    for (int64_t c = 0; c < k; ++c) nk[c] += pk[c];
+    for (size_t e = 0; e < size_t(k) * size_t(d); ++e) sums[e] += pk[k + e];
+    for (size_t e = 0; e < n_extra; ++e) extra[e] += pk[k + size_t(k) * size_t(d) + e];
+  }
+  if (tied)  // mirror the upper triangle
+    for (int64_t a = 0; a < d; ++a)
+      for (int64_t b = 0; b < a; ++b) extra[a * d + b] = extra[b * d + a];
+}
+
+template <class T>
+void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n, int64_t d,
+                       int64_t k, double* scatter) {
+  // Per thread and component a [dp x dp] partial; each block of rows adds W^T D to it, W and D
+  // [rows x dp] (zero padded) the weighted and plain differences, as a GEMM in register tiles
+  // of 4 x 8 over the upper triangle (tiles whose columns reach the diagonal).
+  const int64_t dp = (d + kTileCols - 1) / kTileCols * kTileCols;
+  const size_t dd = size_t(d) * size_t(d), pp = size_t(dp) * size_t(dp);
+  const size_t stride = size_t(k) * pp + 8;
+  const int64_t block = std::max<int64_t>(8, row_block(d) / 2);  // W and D: 2 x block x dp doubles in L1
+  const int64_t n_blocks = (n + block - 1) / block;
+  const int n_threads = std::max(1, omp_get_max_threads());
+  std::vector<double> partials(size_t(n_threads) * stride, 0.0);
+  int used = 1;
+#pragma omp parallel num_threads(n_threads)
+  {
+#pragma omp single
+    used = omp_get_num_threads();
+    double* part = partials.data() + size_t(omp_get_thread_num()) * stride;
+    AlignedBuffer diff, weighted;
+    diff.assign(size_t(block) * size_t(dp));
+    weighted.assign(size_t(block) * size_t(dp));
+    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t i0 = b * block;
+      const int64_t rows = std::min(block, n - i0);
+      for (int64_t c = 0; c < k; ++c) {
+        const double* mu = means + size_t(c) * size_t(d);
+        for (int64_t i = 0; i < rows; ++i) {
+          const double r = static_cast<double>(resp[(i0 + i) * k + c]);
+          const T* x = X + (i0 + i) * d;
+          double* __restrict df = diff.data + i * dp;
+          double* __restrict w = weighted.data + i * dp;
+          for (int64_t j = 0; j < d; ++j) {
+            df[j] = static_cast<double>(x[j]) - mu[j];
+            w[j] = r * df[j];
+          }
+        }
+        double* S = part + size_t(c) * pp;
+        for (int64_t a0 = 0; a0 < dp; a0 += 4)
+          for (int64_t j0 = a0 / kTileCols * kTileCols; j0 < dp; j0 += kTileCols) {
+            v4d c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero,
+                c30 = zero, c31 = zero;
+            for (int64_t i = 0; i < rows; ++i) {
+              const double* df = diff.data + i * dp + j0;
+              const double* w = weighted.data + i * dp + a0;
+              const v4d p0 = load4(df), p1 = load4(df + 4);
+              const double b0 = w[0], b1 = w[1], b2 = w[2], b3 = w[3];
+              c00 += b0 * p0;
+              c01 += b0 * p1;
+              c10 += b1 * p0;
+              c11 += b1 * p1;
+              c20 += b2 * p0;
+              c21 += b2 * p1;
+              c30 += b3 * p0;
+              c31 += b3 * p1;
+            }
+            double* s0 = S + a0 * dp + j0;
+            store4(s0, load4(s0) + c00);
+            store4(s0 + 4, load4(s0 + 4) + c01);
+            store4(s0 + dp, load4(s0 + dp) + c10);
+            store4(s0 + dp + 4, load4(s0 + dp + 4) + c11);
+            store4(s0 + 2 * dp, load4(s0 + 2 * dp) + c20);
+            store4(s0 + 2 * dp + 4, load4(s0 + 2 * dp + 4) + c21);
+            store4(s0 + 3 * dp, load4(s0 + 3 * dp) + c30);
+            store4(s0 + 3 * dp + 4, load4(s0 + 3 * dp + 4) + c31);
+          }
+      }
+    }
+  }
+  std::fill(scatter, scatter + size_t(k) * dd, 0.0);
+  for (int t = 0; t < used; ++t) {
+    const double* part = partials.data() + size_t(t) * stride;
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t a = 0; a < d; ++a)
+        for (int64_t j = a; j < d; ++j)
+          scatter[size_t(c) * dd + size_t(a * d + j)] += part[size_t(c) * pp + size_t(a * dp + j)];
+  }
+  for (int64_t c = 0; c < k; ++c) {  // mirror the upper triangle
+    double* S = scatter + size_t(c) * dd;
+    for (int64_t a = 0; a < d; ++a)
+      for (int64_t b = 0; b < a; ++b) S[a * d + b] = S[b * d + a];
+  }
+}
+
+}  // namespace
+
+void gmm_moments(const float* X, const float* resp, int64_t n_samples, int64_t n_features,
+                 int64_t n_components, CovarianceType covariance_type, double* nk, double* sums,
+                 double* extra) {
+  check_shapes("gmm_moments", n_samples, n_features, n_components);
+  moments_impl(X, resp, n_samples, n_features, n_components, covariance_type, nk, sums, extra);
+}
+void gmm_moments(const double* X, const double* resp, int64_t n_samples, int64_t n_features,
+                 int64_t n_components, CovarianceType covariance_type, double* nk, double* sums,
+                 double* extra) {
+  check_shapes("gmm_moments", n_samples, n_features, n_components);
+  moments_impl(X, resp, n_samples, n_features, n_components, covariance_type, nk, sums, extra);
+}
+void gmm_full_scatter(const float* X, const float* resp, const double* means, int64_t n_samples,
+                      int64_t n_features, int64_t n_components, double* scatter) {
+  check_shapes("gmm_full_scatter", n_samples, n_features, n_components);
+  full_scatter_impl(X, resp, means, n_samples, n_features, n_components, scatter);
+}
+void gmm_full_scatter(const double* X, const double* resp, const double* means,
+                      int64_t n_samples, int64_t n_features, int64_t n_components,
+                      double* scatter) {
+  check_shapes("gmm_full_scatter", n_samples, n_features, n_components);
+  full_scatter_impl(X, resp, means, n_samples, n_features, n_components, scatter);
+}
+
+}  // namespace fastlatent::cpu

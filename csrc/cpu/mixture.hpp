@@ -1,0 +1,89 @@
+// Gaussian mixture kernels of fastlatent's CPU module: the per-component log-densities of the
+// rows of X, alone or fused with the E-step's log-sum-exp.
+//
+// Row-major, C-contiguous arrays; the caller owns all memory. One overload per dtype of X; the
+// model parameters are float64 whatever X's dtype, and everything is computed in float64 (the
+// result is cast to X's dtype once, at the end), as scikit-learn does. Each function checks its
+// own preconditions and throws std::invalid_argument naming the op.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace fastlatent::cpu {
+
+enum class CovarianceType { Full, Tied, Diag, Spherical };
+
+// "full", "tied", "diag" or "spherical"; anything else throws std::invalid_argument naming `op`.
+CovarianceType parse_covariance_type(const std::string& name, const char* op);
+
+// scikit-learn's _estimate_log_gaussian_prob: for each row x of X and each component c,
+//   log N(x | mu_c, Sigma_c) = -0.5 * (d log(2 pi) + q) + sum log diag(P_c),
+// with P_c the precision Cholesky factor (precision = P_c P_c^T) and q the squared Mahalanobis
+// distance:
+//   full, tied:  q = || x @ P_c - mu_c @ P_c ||^2           (the reference's formula)
+//   diag:        q = sum_j ((x_j - mu_cj) * P_cj)^2         (direct form, exact, >= 0)
+//   spherical:   q = sum_j (x_j - mu_cj)^2 * P_c^2          (direct form, exact, >= 0)
+// The log-determinant term is sum_j log P_cjj (full), sum_j log P_jj (tied), sum_j log P_cj
+// (diag), d log P_c (spherical).
+//   [in]  X                    [n_samples x n_features]
+//   [in]  means                [n_components x n_features], float64
+//   [in]  precisions_cholesky  float64: full [n_components x d x d], tied [d x d],
+//                              diag [n_components x d], spherical [n_components]
+//   [out] log_prob             [n_samples x n_components], X's dtype
+// The result does not depend on the number of threads.
+void gmm_estimate_log_prob(const float* X, const double* means, const double* precisions_cholesky,
+                           int64_t n_samples, int64_t n_features, int64_t n_components,
+                           CovarianceType covariance_type, float* log_prob);
+void gmm_estimate_log_prob(const double* X, const double* means, const double* precisions_cholesky,
+                           int64_t n_samples, int64_t n_features, int64_t n_components,
+                           CovarianceType covariance_type, double* log_prob);
+
+// The E-step on the same log-densities, fused (the densities never leave the cache):
+//   w_c = log_prob[i, c] + log_weights[c]
+//   log_norm[i] = logsumexp_c w_c   (scipy's: max + log sum exp(w - max); -inf if all are -inf)
+//   log_resp[i, c] = w_c - log_norm[i]
+//   [in]  log_weights  [n_components], float64; -inf for a zero weight
+//   [out] log_resp     [n_samples x n_components], X's dtype
+//   [out] log_norm     [n_samples], float64
+// Other arguments as gmm_estimate_log_prob. The result does not depend on the number of threads.
+void gmm_e_step(const float* X, const double* log_weights, const double* means,
+                const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
+                int64_t n_components, CovarianceType covariance_type, float* log_resp,
+                double* log_norm);
+void gmm_e_step(const double* X, const double* log_weights, const double* means,
+                const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
+                int64_t n_components, CovarianceType covariance_type, double* log_resp,
+                double* log_norm);
+
+// The M-step's sums over the rows (scikit-learn's _estimate_gaussian_parameters before the
+// divisions, which the caller does on these k x d^2 numbers):
+//   nk[c]      = sum_i resp[i, c]
+//   sums[c, :] = sum_i resp[i, c] X[i, :]
+//   extra:  tied       [d x d]  X^T X
+//           diag, spherical [k x d]  sum_i resp[i, c] X[i, :]^2
+//           full       unused (may be null): see gmm_full_scatter
+//   [in]  X     [n_samples x n_features]
+//   [in]  resp  [n_samples x n_components], X's dtype
+//   [out] nk [n_components], sums [n_components x n_features], extra: all float64
+// Summed in float64 per thread in row order, then the per-thread partials in thread order: the
+// last bits may depend on the number of threads.
+void gmm_moments(const float* X, const float* resp, int64_t n_samples, int64_t n_features,
+                 int64_t n_components, CovarianceType covariance_type, double* nk, double* sums,
+                 double* extra);
+void gmm_moments(const double* X, const double* resp, int64_t n_samples, int64_t n_features,
+                 int64_t n_components, CovarianceType covariance_type, double* nk, double* sums,
+                 double* extra);
+
+// The weighted scatter matrices of the "full" M-step:
+//   scatter[c] = sum_i resp[i, c] (X[i] - means[c]) (X[i] - means[c])^T
+//   [in]  means    [n_components x n_features], float64
+//   [out] scatter  [n_components x n_features x n_features], float64, symmetric
+// Same summation order rules as gmm_moments.
+void gmm_full_scatter(const float* X, const float* resp, const double* means, int64_t n_samples,
+                      int64_t n_features, int64_t n_components, double* scatter);
+void gmm_full_scatter(const double* X, const double* resp, const double* means,
+                      int64_t n_samples, int64_t n_features, int64_t n_components,
+                      double* scatter);
+
+}  // namespace fastlatent::cpu
