@@ -23,6 +23,11 @@ def is_device_array(X):
     return int(device_type) in _DLPACK_CUDA_DEVICES
 
 
+def array_namespace(X):
+    """The module that computes on X: ``cupy`` for GPU arrays, else ``numpy``."""
+    return _cupy() if is_device_array(X) else np
+
+
 def _cupy():
     try:
         import cupy

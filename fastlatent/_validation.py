@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 from sklearn.utils import check_array as _sklearn_check_array
 
-from ._arrays import is_device_array, to_device
+from ._arrays import array_namespace, is_device_array, to_device
 
 METRIC_ALIASES = {
     "euclidean": "euclidean",
@@ -53,7 +53,7 @@ def check_magnitude(X, input_name="X"):
     float64."""
     if X.dtype != np.float64 or X.size == 0:
         return X
-    xp = _namespace(X)
+    xp = array_namespace(X)
     largest = max(float(xp.max(X)), -float(xp.min(X)))
     limit = max_magnitude(X.shape[1])
     if largest > limit:
@@ -63,14 +63,6 @@ def check_magnitude(X, input_name="X"):
             f"{limit:.3g}. Scale the data down."
         )
     return X
-
-
-def _namespace(X):
-    if is_device_array(X):
-        import cupy
-
-        return cupy
-    return np
 
 
 def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None):
@@ -95,7 +87,7 @@ def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None)
 
 def _check_device_array(X, input_name, dtype, min_samples, estimator):
     X = to_device(X)
-    cupy = __import__("cupy")
+    cupy = array_namespace(X)
     if X.ndim != 2:
         raise ValueError(
             f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "

@@ -38,17 +38,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _is_arraylike_not_scalar, check_is_fitted
 
 from .. import ops
-from .._arrays import is_device_array, to_host, to_like
+from .._arrays import array_namespace, to_host, to_like
 from .._config import BACKEND_CHOICES
 from .._validation import check_array, validate_data
-
-
-def _namespace(X):
-    if is_device_array(X):
-        import cupy
-
-        return cupy
-    return np
 
 
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -149,7 +141,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _normalize_centers(self, centers):
         if self.metric != "cosine":
             return centers
-        xp = _namespace(centers)
+        xp = array_namespace(centers)
         # Row norms accumulated in float64 without a float64 copy of the rows.
         norms = xp.sqrt(xp.einsum("ij,ij->i", centers, centers, dtype=np.float64))
         norms[norms == 0] = 1.0
@@ -158,7 +150,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _check_params_vs_input(self, X):
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
-        xp = _namespace(X)
+        xp = array_namespace(X)
         self._tol = 0.0 if self.tol == 0 else float(xp.mean(xp.var(X, axis=0))) * self.tol
         init_is_array = _is_arraylike_not_scalar(self.init)
         if self.n_init == "auto":
@@ -175,7 +167,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self._n_init = 1
 
     def _check_sample_weight(self, sample_weight, X):
-        xp = _namespace(X)
+        xp = array_namespace(X)
         if xp is np:
             return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         if sample_weight is None:
@@ -202,7 +194,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             )
 
     def _init_centroids(self, X, init, random_state, sample_weight):
-        xp = _namespace(X)
+        xp = array_namespace(X)
         if isinstance(init, str) and init == "k-means++":
             centers, _ = ops.kmeans_plusplus(
                 X, self.n_clusters, sample_weight, random_state, backend=self.backend
@@ -225,7 +217,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _lloyd(self, X, sample_weight, centers):
         """One run of Lloyd's algorithm from ``centers``; scikit-learn's loop, step for step."""
-        xp = _namespace(X)
+        xp = array_namespace(X)
         labels_old = None
         strict_convergence = False
         for i in range(self.max_iter):
@@ -360,7 +352,7 @@ def _relocate_empty_clusters(X, sample_weight, labels, distances, sums, weights)
     leave their cluster for an empty one; nothing moves when every distance is 0 (more
     clusters than distinct points). Labels are left as they are.
     """
-    xp = _namespace(X)
+    xp = array_namespace(X)
     empty = xp.flatnonzero(weights == 0)
     n_empty = int(empty.shape[0])
     if n_empty == 0 or float(distances.max()) == 0:
@@ -378,7 +370,7 @@ def _relocate_empty_clusters(X, sample_weight, labels, distances, sums, weights)
 
 def _average_centers(sums, weights):
     """Weighted means; a cluster still empty sits on the heaviest cluster's centre."""
-    xp = _namespace(sums)
+    xp = array_namespace(sums)
     centers = sums / xp.where(weights > 0, weights, 1.0)[:, None]
     empty = weights <= 0
     if bool(empty.any()):

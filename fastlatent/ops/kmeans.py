@@ -6,17 +6,9 @@ estimators' Lloyd loop): validating scans X, which costs as much as an assignmen
 
 import numpy as np
 
-from .._arrays import is_device_array, to_like
+from .._arrays import array_namespace, to_like
 from .._validation import check_array, check_pair
 from . import _dispatch
-
-
-def _namespace(X):
-    if is_device_array(X):
-        import cupy
-
-        return cupy
-    return np
 
 
 def kmeans_assign(X, centers, *, backend=None, check_input=True):
@@ -35,7 +27,7 @@ def kmeans_assign(X, centers, *, backend=None, check_input=True):
 
 
 def _check_weights_and_labels(X, sample_weight, labels, n_clusters):
-    xp = _namespace(X)
+    xp = array_namespace(X)
     sample_weight = xp.ascontiguousarray(xp.asarray(sample_weight, dtype=X.dtype))
     if sample_weight.shape != (X.shape[0],):
         raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({X.shape[0]},).")
@@ -106,7 +98,7 @@ def kmeans_plusplus(X, n_clusters, sample_weight, random_state, *, n_local_trial
 
     Returns (centers (n_clusters, n_features) of X's dtype, indices int64 (n_clusters,)).
     """
-    xp = _namespace(X)
+    xp = array_namespace(X)
     n_samples = X.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
