@@ -12,6 +12,7 @@
 #include "cpu/distances.hpp"
 #include "cpu/kmeans.hpp"
 #include "cpu/mixture.hpp"
+#include "cpu/silhouette.hpp"
 
 namespace py = pybind11;
 namespace cpu = fastlatent::cpu;
@@ -381,6 +382,26 @@ void define_overloads(py::module_& m) {
         "k-means++ step over the candidate rows, in one pass over X.");
 }
 
+py::array_t<double> silhouette_cluster_sums(const Matrix<double>& X,
+                                            const py::array_t<int64_t, py::array::c_style>& offsets,
+                                            const std::string& metric) {
+  const char* op = "silhouette_cluster_sums";
+  if (X.ndim() != 2 || offsets.ndim() != 1 || offsets.shape(0) < 2)
+    throw std::invalid_argument(std::string(op) + ": X must be 2-D and cluster_offsets 1-D "
+                                "with at least two entries");
+  const cpu::Metric m = cpu::parse_metric(metric, op);
+  const int64_t n = X.shape(0), d = X.shape(1), k = offsets.shape(0) - 1;
+  py::array_t<double> sums({n, k});
+  const double* x = X.data();
+  const int64_t* o = offsets.data();
+  double* s = sums.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::silhouette_cluster_sums(x, n, d, o, k, m, s);
+  }
+  return sums;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -389,5 +410,9 @@ PYBIND11_MODULE(_cpu, m) {
   define_overloads<double>(m);
   define_mixture_overloads<float>(m);
   define_mixture_overloads<double>(m);
+  m.def("silhouette_cluster_sums", &silhouette_cluster_sums, py::arg("X").noconvert(),
+        py::arg("cluster_offsets").noconvert(), py::arg("metric"),
+        "Per-row sums of distances to each cluster, float64 [n, k]; X float64 with its rows "
+        "grouped by cluster, cluster k being rows cluster_offsets[k] .. cluster_offsets[k+1]-1.");
   m.def("max_threads", &cpu::max_threads, "Threads an OpenMP region uses (omp_get_max_threads).");
 }

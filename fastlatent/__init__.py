@@ -10,9 +10,12 @@ from .mixture import GaussianMixture
 from ._config import config_context, get_config, set_config
 from .backends import available_backends, show_backends
 from .metrics import (
+    clustering_accuracy,
     pairwise_distances,
     pairwise_distances_argmin,
     pairwise_distances_argmin_min,
+    silhouette_samples,
+    silhouette_score,
 )
 from .neighbors import NearestNeighbors
 
@@ -23,6 +26,7 @@ __all__ = [
     "KMeans",
     "NearestNeighbors",
     "available_backends",
+    "clustering_accuracy",
     "config_context",
     "get_config",
     "ops",
@@ -31,4 +35,6 @@ __all__ = [
     "pairwise_distances_argmin_min",
     "set_config",
     "show_backends",
+    "silhouette_samples",
+    "silhouette_score",
 ]

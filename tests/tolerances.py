@@ -41,3 +41,12 @@ GMM_PARAMETERS_TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-4, 1e-10)}
 def gmm_tol(table, dtype):
     rtol, atol = table[np.dtype(dtype).type]
     return {"rtol": rtol, "atol": atol}
+
+# Silhouette. Sums of distances per cluster: every backend computes in float64; the CPU kernel
+# uses the GEMM form |x|^2 + |y|^2 - 2 x.y on centred rows, whose rounding (~D u |x|^2 per
+# squared distance) is relative 1e-15 on spread-out data and up to ~1e-9 of a sum where many
+# points nearly coincide far from the origin (tested). Silhouette values against
+# scikit-learn: the rtol 1e-6 in float64, with an atol for values near zero; in
+# float32 scikit-learn sums float32 distances (~1e-7 absolute here).
+SILHOUETTE_SUMS_RTOL = 1e-8
+SILHOUETTE_VS_SKLEARN = {np.float32: (1e-5, 1e-6), np.float64: (1e-6, 1e-7)}

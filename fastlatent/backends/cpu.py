@@ -87,3 +87,18 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
 
 def describe():
     return f"native C++ / OpenMP, {_cpu.max_threads()} threads"
+
+
+def silhouette_cluster_sums(X, labels, n_clusters, metric):
+    """The kernel takes float64 rows grouped by cluster: sort (stable), and for the GEMM form
+    of euclidean distances centre the data first (distances do not change; |x|^2 shrinks,
+    and with it the rounding of |x|^2 + |y|^2 - 2 x.y)."""
+    order = np.argsort(labels, kind="stable")
+    grouped = X[order].astype(np.float64)  # a new array either way
+    if metric in ("euclidean", "sqeuclidean"):
+        grouped -= grouped.mean(axis=0)
+    offsets = np.zeros(int(n_clusters) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=int(n_clusters)), out=offsets[1:])
+    sums = np.empty((X.shape[0], int(n_clusters)), dtype=np.float64)
+    sums[order] = _cpu.silhouette_cluster_sums(grouped, offsets, metric)
+    return sums

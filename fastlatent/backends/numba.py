@@ -453,3 +453,21 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)
     return nk.astype(X.dtype), means.astype(X.dtype), covariances.astype(X.dtype)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _silhouette_sums_kernel(X, labels, metric, sums):
+    # One row per prange iteration, its sums in column order: independent of the thread count.
+    n = np.int64(X.shape[0])
+    for i in numba.prange(n):
+        x = X[i]
+        for j in range(n):
+            if j != i:
+                sums[i, labels[j]] += _distance(x, X[j], metric)
+
+
+def silhouette_cluster_sums(X, labels, n_clusters, metric):
+    X, _, code = _prepare(X, X[:1], metric)
+    sums = np.zeros((X.shape[0], int(n_clusters)), dtype=np.float64)
+    _silhouette_sums_kernel(X, np.ascontiguousarray(labels, dtype=np.int64), code, sums)
+    return sums

@@ -240,3 +240,19 @@ def kmeans_plusplus_step(X, sample_weight, closest, candidates):
     potentials = to_candidates @ np.asarray(sample_weight, dtype=np.float64)
     best = int(np.argmin(potentials))
     return best, float(potentials[best]), np.ascontiguousarray(to_candidates[best])
+
+
+def silhouette_cluster_sums(X, labels, n_clusters, metric):
+    """sums[i, k] = sum of distance(X[i], X[j]) over rows j != i with labels[j] == k (float64).
+
+    Row chunks of the exact float64 distance matrix, each multiplied by the one-hot matrix of
+    the labels.
+    """
+    one_hot = np.zeros((X.shape[0], n_clusters), dtype=np.float64)
+    one_hot[np.arange(X.shape[0]), labels] = 1.0
+    sums = np.empty((X.shape[0], n_clusters), dtype=np.float64)
+    for rows in _row_chunks(X.shape[0], X.shape[0]):
+        block = _distance_block(X[rows], X, metric)
+        block[np.arange(block.shape[0]), np.arange(rows.start, rows.stop)] = 0.0  # j == i
+        sums[rows] = block @ one_hot
+    return sums
