@@ -199,6 +199,25 @@ def _silhouette(X, labels, metric, sample_size, random_state, backend):
     )
 
 
+def _fit_row(estimator, k, X, start, silhouette, metric, sample_size, random_state, backend):
+    """Fit ``estimator``; its row of the table with the columns every model has (the others
+    NaN). ``converged`` is False when the fit warned (ConvergenceWarning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        labels = to_host(estimator.fit_predict(X))
+    seconds = time.perf_counter() - start
+    row = {name: float("nan") for name in COLUMNS}
+    row.update(
+        covariance_type="",
+        n_clusters=k,
+        silhouette=_silhouette(X, labels, metric, sample_size, random_state, backend) if silhouette else float("nan"),
+        n_iter=int(estimator.n_iter_),
+        converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught),
+        fit_seconds=seconds,
+    )
+    return row
+
+
 class _MixtureFromLabels(GaussianMixture):
     """A GaussianMixture whose "kmeans" initialisation uses labels computed beforehand."""
 
@@ -265,27 +284,16 @@ def sweep_gaussian_mixture(
             gmm._init_labels = init_labels[k]
         else:
             gmm = GaussianMixture(k, covariance_type=covariance_type, random_state=random_state, backend=backend, **params)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            labels = to_host(gmm.fit_predict(X))
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "model": "gmm",
-                "covariance_type": covariance_type,
-                "n_clusters": k,
-                "bic": float(gmm.bic(X)),
-                "aic": float(gmm.aic(X)),
-                "lower_bound": float(gmm.lower_bound_),
-                "inertia": float("nan"),
-                "silhouette": _silhouette(X, labels, silhouette_metric, silhouette_sample_size, random_state, backend)
-                if silhouette
-                else float("nan"),
-                "n_iter": int(gmm.n_iter_),
-                "converged": bool(gmm.converged_) and not caught,
-                "fit_seconds": seconds,
-            }
+        row = _fit_row(gmm, k, X, start, silhouette, silhouette_metric, silhouette_sample_size, random_state, backend)
+        row.update(
+            model="gmm",
+            covariance_type=covariance_type,
+            bic=float(gmm.bic(X)),
+            aic=float(gmm.aic(X)),
+            lower_bound=float(gmm.lower_bound_),
         )
+        row["converged"] = row["converged"] and bool(gmm.converged_)
+        rows.append(row)
     table = ModelTable(rows)
     elbows = {}
     candidates = []
@@ -330,27 +338,10 @@ def sweep_kmeans(
     for k in _progress(ks, progress, "KMeans sweep"):
         start = time.perf_counter()
         km = KMeans(k, metric=metric, random_state=random_state, backend=backend, **params)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            labels = to_host(km.fit_predict(X))
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "model": "kmeans",
-                "covariance_type": "",
-                "n_clusters": k,
-                "bic": float("nan"),
-                "aic": float("nan"),
-                "lower_bound": float("nan"),
-                "inertia": float(km.inertia_),
-                "silhouette": _silhouette(X, labels, metric, silhouette_sample_size, random_state, backend)
-                if silhouette
-                else float("nan"),
-                "n_iter": int(km.n_iter_),
-                "converged": km.n_iter_ < km.max_iter and not caught,  # stopped before max_iter
-                "fit_seconds": seconds,
-            }
-        )
+        row = _fit_row(km, k, X, start, silhouette, metric, silhouette_sample_size, random_state, backend)
+        row.update(model="kmeans", inertia=float(km.inertia_))
+        row["converged"] = row["converged"] and km.n_iter_ < km.max_iter  # stopped before max_iter
+        rows.append(row)
     table = ModelTable(rows)
     k_elbow = elbow(table.column("n_clusters"), table.column("inertia"))
     chosen = table.where(n_clusters=k_elbow)[0] if criterion == "elbow" else _best_silhouette(table, required=True)
