@@ -69,7 +69,7 @@ void tile_engine(const T* X, int64_t n_x, int64_t n_features, bool normalise_x,
   using V = typename Vec<A>::type;
   constexpr int NR = NV * Vec<A>::lanes;
   if (n_x == 0) return;
-  const int max_threads = std::max(1, omp_get_max_threads());
+  const int max_threads = threads_for(double(n_x) * double(n_y) * double(n_features));
   const int64_t block_rows = block_rows_for(n_x, n_features, sizeof(A), MR, max_threads);
   const int64_t n_blocks = (n_x + block_rows - 1) / block_rows;
   const int n_threads = int(std::min<int64_t>(max_threads, n_blocks));

@@ -8,6 +8,7 @@
 // Cost: n*d multiply-adds; reads n*d*sizeof(T) + n*(4 + sizeof(T)) bytes once per column
 // block, which is memory-bound: a fraction of one assignment pass (2*n*k*d flops).
 #include "cpu/kmeans.hpp"
+#include "cpu/parallel.hpp"
 
 #include <omp.h>
 
@@ -42,7 +43,7 @@ void kmeans_update_impl(const T* X, const T* sample_weight, const int32_t* label
   std::fill(weights, weights + n_clusters, 0.0);
   const int64_t n_blocks = (n_features + kColumnBlock - 1) / kColumnBlock;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(detail::threads_for(double(n_samples) * double(n_features)))
   for (int64_t block = 0; block < n_blocks; ++block) {
     const int64_t begin = block * kColumnBlock;
     const int64_t end = std::min(n_features, begin + kColumnBlock);

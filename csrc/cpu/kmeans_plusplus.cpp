@@ -159,7 +159,7 @@ void kmeans_plusplus_step_impl(const T* X, const double* sample_weight, const do
 
   std::vector<double> to_candidates(size_t(n_candidates) * size_t(n_samples));
   // Rows per thread: at least a few hundred, so that small inputs do not pay for threads.
-  const int max_threads = std::max(1, omp_get_max_threads());
+  const int max_threads = detail::threads_for(double(n_samples) * double(n_candidates) * double(n_features));
   const int n_threads = int(std::max<int64_t>(1, std::min<int64_t>(max_threads, n_samples / 256)));
   // Per thread, n_candidates partial potentials and 8 spare doubles (no shared cache line).
   const size_t stride = size_t(n_candidates) + 8;

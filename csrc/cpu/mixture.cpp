@@ -24,6 +24,7 @@
 // Cost: full ~ n k d^2 flops (triangular factor; 2 n k d^2 for a dense one), tied ~ n d^2 +
 // 3 n k d, diag ~ 4 n k d, spherical ~ 3 n k d; plus n k exp/log for the E-step. X read once.
 #include "cpu/mixture.hpp"
+#include "cpu/parallel.hpp"
 
 #include <omp.h>
 
@@ -305,7 +306,8 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
   const Model m = make_model(means, chol, d, k, type);
   const int64_t block = row_block(d);
   const int64_t n_blocks = (n + block - 1) / block;
-#pragma omp parallel
+  const double per_row = double(k) * double(m.dp) * (type == CovarianceType::Full || type == CovarianceType::Tied ? double(d) : 1.0);
+#pragma omp parallel num_threads(detail::threads_for(double(n) * per_row))
   {
     std::vector<double> xbuf(size_t(block) * size_t(d), 0.0);
     AlignedBuffer y;
@@ -404,7 +406,7 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
   const bool squares = type == CovarianceType::Diag || type == CovarianceType::Spherical;
   const size_t n_extra = tied ? size_t(d) * size_t(d) : squares ? size_t(k) * size_t(d) : 0;
   const size_t stride = size_t(k) + size_t(k) * size_t(d) + n_extra + 8;
-  const int n_threads = std::max(1, omp_get_max_threads());
+  const int n_threads = detail::threads_for(double(n) * double(k) * double(d) + double(n) * double(n_extra));
   std::vector<double> partials(size_t(n_threads) * stride, 0.0);
   int used = 1;
 #pragma omp parallel num_threads(n_threads)
@@ -464,7 +466,7 @@ void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n
   const size_t stride = size_t(k) * pp + 8;
   const int64_t block = std::max<int64_t>(8, row_block(d) / 2);  // W and D: 2 x block x dp doubles in L1
   const int64_t n_blocks = (n + block - 1) / block;
-  const int n_threads = std::max(1, omp_get_max_threads());
+  const int n_threads = detail::threads_for(double(n) * double(k) * double(d) * double(d));
   std::vector<double> partials(size_t(n_threads) * stride, 0.0);
   int used = 1;
 #pragma omp parallel num_threads(n_threads)

@@ -161,7 +161,7 @@ void run(const double* X, int64_t n_features, const int64_t* offsets, int64_t n_
   std::vector<double> col_packed(size_t(col_panels) * NR * size_t(n_features));
   std::vector<double> row_norms(size_t(row_panels) * MR, 0.0);
   std::vector<double> col_norms(size_t(col_panels) * NR, 0.0);
-  const int n_threads = std::max(1, omp_get_max_threads());
+  const int n_threads = threads_for(0.5 * double(offsets[n_clusters]) * double(offsets[n_clusters]) * double(n_features));
   std::vector<v4df> row_acc_all(size_t(n_threads) * size_t(block_rows));
   std::vector<double> col_sums_all(size_t(n_threads) * size_t(block_rows));
   const Pass<M> pass{row_packed, col_packed, row_norms, col_norms, n_features, n_clusters, sums};

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/distances.hpp"
+#include "cpu/parallel.hpp"
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -224,7 +225,7 @@ std::vector<A> pack_all(const T* Y, int64_t n_y, int64_t n_features, bool normal
                         double* squared_norms) {
   const int64_t n_panels = (n_y + W - 1) / W;
   std::vector<A> packed(size_t(n_panels) * W * size_t(n_features));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads_for(double(n_y) * double(n_features)))
   for (int64_t p = 0; p < n_panels; ++p) {
     pack_panel<W>(Y + p * W * n_features, std::min<int64_t>(W, n_y - p * W), n_features,
                   normalise, packed.data() + size_t(p) * W * size_t(n_features),
@@ -408,7 +409,7 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
   constexpr int NV = 2;
   constexpr int NR = NV * L;
   const int64_t D = n_features;
-  const int max_threads = std::max(1, omp_get_max_threads());
+  const int max_threads = threads_for(double(n_x) * double(n_y) * double(n_features));
   const int64_t panel_bytes = int64_t(MR) * D * int64_t(sizeof(T));
   const int64_t group_panels = std::clamp<int64_t>((12 << 10) / panel_bytes, 1, 16);
   const int64_t group_rows = group_panels * MR;
