@@ -110,7 +110,7 @@ class GaussianMixture(_SingleMachineGaussianMixture):
         """Run ``_block_m_step`` on every block; returns (mean log-likelihood or None, merged
         (nk, means, covariances) with ``reg_covar``). ``responsibilities[b]`` says how block b
         gets its responsibilities (see ``_block_responsibilities``)."""
-        task = dask.delayed(_block_m_step, pure=True)
+        task = dask.delayed(_block_m_step, pure=False)
         partials = dask.compute(
             *[
                 task(block, spec, parameters, self.n_components, self.covariance_type, self.backend)

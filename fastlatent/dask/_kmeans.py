@@ -3,14 +3,16 @@ the row blocks and only ``k x d``-sized partial results reduced on the client.
 
 One iteration is one task per block, ``_block_step``: ``ops.kmeans_step`` (the fused
 assignment and weighted per-cluster sums of the single-machine estimator) on the block, then
-a summary of ``k x d`` size: the sums, the weights, the per-cluster counts, the inertia and the
-``k`` points of the block farthest from their centres (the candidates for empty clusters).
-The labels stay on the workers (persisted), and a second task per block counts how many
-changed since the previous iteration. The client adds the summaries and runs the
-single-machine code on the totals: ``_relocate_empty_clusters`` on the candidates, then
-``_average_centers``, the centre shift, the convergence rule. Each iteration's tasks depend
-only on X's blocks and literal centres, so a worker lost in the middle of a fit costs the
-recomputation of its blocks, never a chain of earlier iterations.
+a summary of ``k x d`` size: the sums, the weights, the per-cluster counts, the inertia, the
+``k`` points of the block farthest from their centres (the candidates for empty clusters) and
+a 128-bit BLAKE2 fingerprint of the block's labels, which tells the client whether any label
+changed since the previous iteration (the strict convergence rule) without keeping or moving
+the labels. The client adds the summaries and runs the single-machine code on the totals:
+``_relocate_empty_clusters`` on the candidates, then ``_average_centers``, the centre shift,
+the convergence rule. One round trip per iteration; the tasks depend only on X's blocks and
+literal centres, so a worker lost in the middle of a fit costs the recomputation of its
+blocks. After the loop, one assignment pass computes the labels, which stay on the workers
+(``labels_`` is a persisted Dask array).
 
 From the same initial centres the result is the single-machine estimator's: the same
 labels (up to exact ties), centres and inertia to rounding (float64 sums added in a
@@ -30,6 +32,7 @@ different order). Differences, on purpose:
   its normalised rows instead (as the single-machine estimator copies them).
 """
 
+import hashlib
 import numbers
 import warnings
 
@@ -146,27 +149,19 @@ class KMeans(_SingleMachineKMeans):
     def _lloyd_dask(self, X_blocks, weight_blocks, centers, zero_rows_weight):
         """One run of Lloyd's algorithm from ``centers``: the single-machine loop, its work
         mapped over the blocks. Returns (label blocks, inertia, centres, n_iter, counts)."""
-        step = dask.delayed(_block_step, nout=2, pure=True)
-        count_changed = dask.delayed(_count_changed, pure=True)
-        labels_old = None
+        step = dask.delayed(_block_step, pure=False)
+        fingerprints_old = None
         strict_convergence = False
         for i in range(self.max_iter):
-            steps = [step(x, w, centers, self.backend) for x, w in zip(X_blocks, weight_blocks)]
-            labels = [s[0] for s in steps]
-            summaries = [s[1] for s in steps]
-            changed = [] if labels_old is None else [count_changed(a, b) for a, b in zip(labels, labels_old)]
-            # One submission: the labels stay on the workers, the summaries come back.
-            persisted = dask.persist(*labels, *summaries, *changed)
-            labels = list(persisted[: len(labels)])
-            summaries, changed = dask.compute(persisted[len(labels) : 2 * len(labels)], persisted[2 * len(labels) :])
-            sums, weights, counts, inertia, candidates = _reduce_summaries(summaries)
+            summaries = dask.compute(*[step(x, w, centers, self.backend) for x, w in zip(X_blocks, weight_blocks)])
+            sums, weights, counts, inertia, candidates, fingerprints = _reduce_summaries(summaries)
             if self.verbose:
                 print(f"Iteration {i}, inertia {self._total_inertia(inertia, zero_rows_weight)}.")
             _relocate_empty_clusters(*candidates, sums, weights)
             new_centers = self._normalize_centers(_average_centers(sums, weights).astype(centers.dtype))
             center_shift_total = float(((new_centers - centers) ** 2).sum())
-            centers = new_centers
-            if labels_old is not None and sum(changed) == 0:
+            centers_assigned, centers = centers, new_centers
+            if fingerprints_old is not None and fingerprints == fingerprints_old:
                 if self.verbose:
                     print(f"Converged at iteration {i}: strict convergence.")
                 strict_convergence = True
@@ -178,15 +173,19 @@ class KMeans(_SingleMachineKMeans):
                         f"within tolerance {self._tol}."
                     )
                 break
-            labels_old = labels
-        if not strict_convergence:
+            fingerprints_old = fingerprints
+        if strict_convergence:
+            # The last iteration's labels (and, as the single-machine estimator reports, its
+            # inertia): the assignment to the centres it started from, kept on the workers.
+            labels, _, _ = self._assign_dask(X_blocks, weight_blocks, centers_assigned)
+        else:
             # A final assignment, so that the labels match the final centres.
             labels, inertia, counts = self._assign_dask(X_blocks, weight_blocks, centers)
         return labels, self._total_inertia(inertia, zero_rows_weight), centers, i + 1, counts
 
     def _assign_dask(self, X_blocks, weight_blocks, centers):
         """Labels (persisted blocks), inertia and counts of every row under ``centers``."""
-        assign = dask.delayed(_block_assign, nout=2, pure=True)
+        assign = dask.delayed(_block_assign, nout=2, pure=False)
         results = [assign(x, w, centers, self.backend) for x, w in zip(X_blocks, weight_blocks)]
         persisted = dask.persist(*[r[0] for r in results], *[r[1] for r in results])
         labels = list(persisted[: len(results)])
@@ -321,7 +320,8 @@ def _block_arrays(X, sample_weight, centers):
 
 
 def _block_step(X, sample_weight, centers, backend):
-    """One Lloyd iteration's work on one block: (labels, summary of k x d size)."""
+    """One Lloyd iteration's work on one block: a summary of k x d size (the labels stay
+    here; a fingerprint of them tells the client whether they changed)."""
     X, sample_weight, centers = _block_arrays(X, sample_weight, centers)
     xp = array_namespace(X)
     n_clusters = centers.shape[0]
@@ -332,12 +332,8 @@ def _block_step(X, sample_weight, centers, backend):
     n_candidates = min(n_clusters, X.shape[0])
     far = xp.argpartition(distances, X.shape[0] - n_candidates)[X.shape[0] - n_candidates :]
     candidates = tuple(to_host(a) for a in (X[far], sample_weight[far], labels[far], distances[far]))
-    summary = (to_host(sums), to_host(weights), to_host(counts), inertia, candidates)
-    return labels, summary
-
-
-def _count_changed(labels, labels_old):
-    return int((labels != labels_old).sum())
+    fingerprint = hashlib.blake2b(to_host(labels).tobytes(), digest_size=16).digest()
+    return to_host(sums), to_host(weights), to_host(counts), inertia, candidates, fingerprint
 
 
 def _block_assign(X, sample_weight, centers, backend):
@@ -363,14 +359,14 @@ def _block_transform(X, centers, metric, backend):
 
 
 def _reduce_summaries(summaries):
-    """Totals of the blocks' summaries: sums, weights, counts, inertia, and the far-point
-    candidates as (rows, weights, labels, distances)."""
+    """Totals of the blocks' summaries: sums, weights, counts, inertia, the far-point
+    candidates as (rows, weights, labels, distances), and the blocks' label fingerprints."""
     sums = np.sum([s[0] for s in summaries], axis=0)
     weights = np.sum([s[1] for s in summaries], axis=0)
     counts = np.sum([s[2] for s in summaries], axis=0)
     inertia = float(sum(s[3] for s in summaries))
     candidates = tuple(np.concatenate([s[4][j] for s in summaries]) for j in range(4))
-    return sums, weights, counts, inertia, candidates
+    return sums, weights, counts, inertia, candidates, [s[5] for s in summaries]
 
 
 def _concatenate_blocks(blocks, row_chunks, dtype, meta):
