@@ -21,6 +21,7 @@ import fastlatent.dask  # noqa: E402
 from fastlatent import GaussianMixture, KMeans  # noqa: E402
 from fastlatent.dask import _kmeans as dask_kmeans_module  # noqa: E402
 from tolerances import (  # noqa: E402
+    DASK_OUTPUTS_TOL,
     GMM_LOWER_BOUND_RTOL,
     GMM_PARAMETERS_TOL,
     KMEANS_CENTERS_RTOL,
@@ -100,7 +101,8 @@ def test_kmeans_same_fit_as_single_machine(client, dtype, metric, chunks):
     assert_array_equal(labels.compute(), theirs.predict(X))
     distances = ours.transform(as_dask(X))
     assert isinstance(distances, da.Array)
-    assert_allclose(distances.compute(), theirs.transform(X), rtol=1e-4, atol=1e-5)
+    rtol, atol = DASK_OUTPUTS_TOL[dtype]
+    assert_allclose(distances.compute(), theirs.transform(X), rtol=rtol, atol=atol)
     assert_allclose(ours.score(as_dask(X)), theirs.score(X), rtol=KMEANS_INERTIA_RTOL[dtype])
 
 
@@ -159,6 +161,19 @@ def test_kmeans_dask_sample_weight_and_parameters(client):
     params = clone(ours).get_params()
     assert params["init_sample_size"] == "auto"
     assert set(KMeans().get_params()) < set(params)
+
+
+def test_kmeans_unknown_chunk_sizes_and_the_local_threads_scheduler(client):
+    import dask
+
+    X = blobs(np.float64)
+    keep = np.arange(len(X)) % 7 != 0
+    filtered = as_dask(X)[da.from_array(keep, chunks=(UNEVEN_CHUNKS,))]  # row chunks of unknown size
+    assert np.isnan(filtered.chunks[0][0])
+    theirs = KMeans(4, init=X[keep][:4]).fit(X[keep])
+    assert_same_kmeans(fastlatent.dask.KMeans(4, init=X[keep][:4]).fit(filtered), theirs, np.float64)
+    with dask.config.set(scheduler="threads"):  # no cluster: Dask's local threads
+        assert_same_kmeans(fastlatent.dask.KMeans(4, init=X[keep][:4]).fit(X[keep]), theirs, np.float64)
 
 
 def test_kmeans_bad_input(client):
@@ -235,8 +250,9 @@ def test_mixture_same_fit_as_single_machine(client, dtype, covariance_type):
     assert_array_equal(labels.compute(), theirs.predict(X))
     proba = ours.predict_proba(as_dask(X))
     assert isinstance(proba, da.Array)
-    assert_allclose(proba.compute(), theirs.predict_proba(X), atol=1e-5)
-    assert_allclose(ours.score_samples(as_dask(X)).compute(), theirs.score_samples(X), rtol=1e-5)
+    rtol, atol = DASK_OUTPUTS_TOL[dtype]
+    assert_allclose(proba.compute(), theirs.predict_proba(X), rtol=rtol, atol=atol)
+    assert_allclose(ours.score_samples(as_dask(X)).compute(), theirs.score_samples(X), rtol=rtol, atol=atol)
     assert_allclose(ours.score(X), theirs.score(X), rtol=GMM_LOWER_BOUND_RTOL[dtype])
     assert_allclose(ours.bic(X), theirs.bic(X), rtol=GMM_LOWER_BOUND_RTOL[dtype])
 

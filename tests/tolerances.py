@@ -41,3 +41,9 @@ GMM_PARAMETERS_TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-4, 1e-10)}
 def gmm_tol(table, dtype):
     rtol, atol = table[np.dtype(dtype).type]
     return {"rtol": rtol, "atol": atol}
+
+# fastlatent.dask against the single-machine estimators: outputs computed from the two fits'
+# parameters (which agree to KMEANS_CENTERS_RTOL / GMM_PARAMETERS_TOL, the blocks' float64
+# sums being added in another order): transform distances, predict_proba, score_samples.
+# (rtol, atol) by dtype.
+DASK_OUTPUTS_TOL = {np.float32: (1e-4, 1e-5), np.float64: (1e-7, 1e-9)}

@@ -38,7 +38,7 @@ from .. import ops
 from .._arrays import array_namespace, to_host
 from ..mixture._gaussian_mixture import GaussianMixture as _SingleMachineGaussianMixture
 from ._blocks import check_dask_data, row_blocks
-from ._kmeans import KMeans, _empty_like_meta
+from ._kmeans import KMeans, _empty_like_meta, _shared
 
 
 class GaussianMixture(_SingleMachineGaussianMixture):
@@ -111,6 +111,7 @@ class GaussianMixture(_SingleMachineGaussianMixture):
         (nk, means, covariances) with ``reg_covar``). ``responsibilities[b]`` says how block b
         gets its responsibilities (see ``_block_responsibilities``)."""
         task = dask.delayed(_block_m_step, pure=False)
+        parameters = _shared(parameters)
         partials = dask.compute(
             *[
                 task(block, spec, parameters, self.n_components, self.covariance_type, self.backend)

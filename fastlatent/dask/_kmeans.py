@@ -153,7 +153,8 @@ class KMeans(_SingleMachineKMeans):
         fingerprints_old = None
         strict_convergence = False
         for i in range(self.max_iter):
-            summaries = dask.compute(*[step(x, w, centers, self.backend) for x, w in zip(X_blocks, weight_blocks)])
+            shared = _shared(centers)
+            summaries = dask.compute(*[step(x, w, shared, self.backend) for x, w in zip(X_blocks, weight_blocks)])
             sums, weights, counts, inertia, candidates, fingerprints = _reduce_summaries(summaries)
             if self.verbose:
                 print(f"Iteration {i}, inertia {self._total_inertia(inertia, zero_rows_weight)}.")
@@ -186,7 +187,8 @@ class KMeans(_SingleMachineKMeans):
     def _assign_dask(self, X_blocks, weight_blocks, centers):
         """Labels (persisted blocks), inertia and counts of every row under ``centers``."""
         assign = dask.delayed(_block_assign, nout=2, pure=False)
-        results = [assign(x, w, centers, self.backend) for x, w in zip(X_blocks, weight_blocks)]
+        shared = _shared(centers)
+        results = [assign(x, w, shared, self.backend) for x, w in zip(X_blocks, weight_blocks)]
         persisted = dask.persist(*[r[0] for r in results], *[r[1] for r in results])
         labels = list(persisted[: len(results)])
         summaries = dask.compute(*persisted[len(results) :])
@@ -367,6 +369,12 @@ def _reduce_summaries(summaries):
     inertia = float(sum(s[3] for s in summaries))
     candidates = tuple(np.concatenate([s[4][j] for s in summaries]) for j in range(4))
     return sums, weights, counts, inertia, candidates, [s[5] for s in summaries]
+
+
+def _shared(value):
+    """``value`` as one task of the graph, so that the blocks' tasks share it (a literal
+    argument would be serialised once per task)."""
+    return dask.delayed(value, traverse=False)
 
 
 def _concatenate_blocks(blocks, row_chunks, dtype, meta):
