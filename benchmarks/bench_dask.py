@@ -25,7 +25,7 @@ from conftest import data, run  # noqa: E402
 ITERATIONS = 10
 N_BLOCKS = 8
 KMEANS_SHAPES = [(1_000_000, 64, 64), (200_000, 32, 16)]
-MIXTURE_SHAPES = [(1_000_000, 64, 64, "diag"), (200_000, 16, 16, "full")]
+MIXTURE_SHAPES = [(1_000_000, 64, 16, "diag"), (200_000, 16, 16, "full")]
 
 
 @pytest.fixture(scope="module")

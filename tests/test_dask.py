@@ -331,3 +331,30 @@ def test_a_worker_lost_in_the_middle_of_a_fit(client, monkeypatch):
             pytest.skip(f"the fit failed cleanly: {error}")
     assert len(calls) > 3
     assert_same_kmeans(ours, expected, np.float64)
+
+
+def test_a_worker_lost_in_the_middle_of_a_mixture_fit(client, monkeypatch):
+    from fastlatent.dask import _gaussian_mixture as dask_mixture_module
+
+    X = blobs(np.float64, n_samples=2000, centers=3)
+    weights, means, precisions = initial_parameters(X, "full")
+    parameters = dict(weights_init=weights, means_init=means, precisions_init=precisions, tol=1e-8)
+    expected = GaussianMixture(3, **parameters).fit(X)
+    assert expected.n_iter_ > 4
+    merge = dask_mixture_module._merge_m_step_partials
+    calls = []
+
+    def merge_then_kill_a_worker(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            pids = client.run(os.getpid)
+            os.kill(sorted(pids.values())[-1], signal.SIGKILL)
+        return merge(*args)
+
+    monkeypatch.setattr(dask_mixture_module, "_merge_m_step_partials", merge_then_kill_a_worker)
+    try:
+        ours = fastlatent.dask.GaussianMixture(3, **parameters).fit(as_dask(X, (400,) * 5))
+    except distributed.KilledWorker as error:
+        pytest.skip(f"the fit failed cleanly: {error}")
+    assert len(calls) > 3
+    assert_same_mixture(ours, expected, np.float64)

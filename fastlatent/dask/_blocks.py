@@ -122,8 +122,3 @@ def _checked_weights(block):
 def row_blocks(X):
     """The row blocks of X as a list of Delayed objects (one per chunk of rows)."""
     return list(X.to_delayed()[:, 0]) if X.ndim == 2 else list(X.to_delayed())
-
-
-def block_offsets(X):
-    """Global index of the first row of each block."""
-    return np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(np.int64)
