@@ -150,6 +150,9 @@ def test_kmeans_numpy_input_is_wrapped(client):
     theirs = KMeans(4, init=X[:4]).fit(X)
     assert_same_kmeans(ours, theirs, np.float64)
     assert isinstance(ours.predict(X), da.Array)
+    # Columns split over chunks are gathered into one chunk per block of rows.
+    split_columns = da.from_array(X, chunks=(150, 2))
+    assert_same_kmeans(fastlatent.dask.KMeans(4, init=X[:4]).fit(split_columns), theirs, np.float64)
 
 
 def test_kmeans_dask_sample_weight_and_parameters(client):
