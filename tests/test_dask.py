@@ -282,6 +282,22 @@ def test_mixture_random_init_is_seeded_per_block(client):
     assert_allclose(fits[0].weights_.sum(), 1.0)
 
 
+def test_mixture_warm_start_continues_like_single_machine(client):
+    X = blobs(np.float64, centers=3)
+    weights, means, precisions = initial_parameters(X, "diag")
+    parameters = dict(
+        covariance_type="diag", weights_init=weights, means_init=means, precisions_init=precisions,
+        warm_start=True, max_iter=2, tol=1e-10,
+    )
+    ours, theirs = fastlatent.dask.GaussianMixture(3, **parameters), GaussianMixture(3, **parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged after 2 iterations
+        for _ in range(3):
+            ours.fit(as_dask(X))
+            theirs.fit(X)
+    assert_same_mixture(ours, theirs, np.float64)
+
+
 def test_mixture_fit_predict_is_lazy_and_equals_predict(client):
     X = blobs(np.float64, centers=3)
     mixture = fastlatent.dask.GaussianMixture(3, random_state=0)
