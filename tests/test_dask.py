@@ -341,6 +341,7 @@ def test_a_worker_lost_in_the_middle_of_a_fit(client, monkeypatch):
             os.kill(sorted(pids.values())[0], signal.SIGKILL)
         return reduce_summaries(summaries)
 
+    client.wait_for_workers(2, timeout=60)
     monkeypatch.setattr(dask_kmeans_module, "_reduce_summaries", reduce_then_kill_a_worker)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # distributed's "worker died" log lines
@@ -370,6 +371,7 @@ def test_a_worker_lost_in_the_middle_of_a_mixture_fit(client, monkeypatch):
             os.kill(sorted(pids.values())[-1], signal.SIGKILL)
         return merge(*args)
 
+    client.wait_for_workers(2, timeout=60)  # the previous test's worker has restarted
     monkeypatch.setattr(dask_mixture_module, "_merge_m_step_partials", merge_then_kill_a_worker)
     try:
         ours = fastlatent.dask.GaussianMixture(3, **parameters).fit(as_dask(X, (400,) * 5))
