@@ -50,3 +50,9 @@ def gmm_tol(table, dtype):
 # float32 scikit-learn sums float32 distances (~1e-7 absolute here).
 SILHOUETTE_SUMS_RTOL = 1e-8
 SILHOUETTE_VS_SKLEARN = {np.float32: (1e-5, 1e-6), np.float64: (1e-6, 1e-7)}
+
+# fastlatent.dask against the single-machine estimators: outputs computed from the two fits'
+# parameters (which agree to KMEANS_CENTERS_RTOL / GMM_PARAMETERS_TOL, the blocks' float64
+# sums being added in another order): transform distances, predict_proba, score_samples.
+# (rtol, atol) by dtype.
+DASK_OUTPUTS_TOL = {np.float32: (1e-4, 1e-5), np.float64: (1e-7, 1e-9)}

@@ -151,7 +151,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
         xp = array_namespace(X)
-        self._tol = 0.0 if self.tol == 0 else float(xp.mean(xp.var(X, axis=0))) * self.tol
+        self._set_tol_and_n_init(0.0 if self.tol == 0 else float(xp.mean(xp.var(X, axis=0))))
+
+    def _set_tol_and_n_init(self, mean_variance):
+        """``_tol`` (absolute, from X's mean column variance) and ``_n_init``; shared with
+        ``fastlatent.dask.KMeans``, which computes the variance over the blocks."""
+        self._tol = mean_variance * self.tol
         init_is_array = _is_arraylike_not_scalar(self.init)
         if self.n_init == "auto":
             self._n_init = 1 if (init_is_array or self.init == "k-means++") else 10
@@ -162,7 +167,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 "Explicit initial center position passed: performing only one init in "
                 f"{type(self).__name__} instead of n_init={self._n_init}.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             self._n_init = 1
 

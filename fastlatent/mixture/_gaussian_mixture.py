@@ -211,12 +211,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _initialize(self, X, resp):
         """Set weights_, means_, covariances_ and precisions_cholesky_ from ``resp`` (n, k)
         and the given initial parameters (scikit-learn's ``GaussianMixture._initialize``)."""
-        weights_init, means_init, precisions_init = self._check_initial_parameters(X)
-        weights = means = covariances = None
+        statistics = None
         if resp is not None:
-            weights, means, covariances = gmm_m_step(
+            statistics = gmm_m_step(
                 X, resp, self.reg_covar, self.covariance_type, backend=self.backend, check_input=False
             )
+        self._set_initial_parameters(X, statistics)
+
+    def _set_initial_parameters(self, X, statistics):
+        """The given initial parameters, the rest from ``statistics``: the M-step's (nk,
+        means, covariances) of the initial responsibilities, or None when all are given.
+        Shared with ``fastlatent.dask.GaussianMixture`` (X is only looked at for its shape)."""
+        weights_init, means_init, precisions_init = self._check_initial_parameters(X)
+        weights = means = covariances = None
+        if statistics is not None:
+            weights, means, covariances = statistics
             if weights_init is None:
                 weights = weights / X.shape[0]
         self.weights_ = weights if weights_init is None else weights_init
@@ -244,9 +253,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _m_step(self, X, log_resp):
-        nk, self.means_, self.covariances_ = gmm_m_step(
-            X, np.exp(log_resp), self.reg_covar, self.covariance_type, backend=self.backend, check_input=False
+        self._set_m_step_parameters(
+            *gmm_m_step(
+                X, np.exp(log_resp), self.reg_covar, self.covariance_type, backend=self.backend, check_input=False
+            )
         )
+
+    def _set_m_step_parameters(self, nk, means, covariances):
+        """weights_, means_, covariances_ and precisions_cholesky_ from the M-step's results."""
+        self.means_, self.covariances_ = means, covariances
         self.weights_ = nk / nk.sum()
         self.precisions_cholesky_ = _compute_precision_cholesky(self.covariances_, self.covariance_type)
 
@@ -265,6 +280,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Expected n_samples >= n_components "
                 f"but got n_components = {self.n_components}, n_samples = {X.shape[0]}"
             )
+        self._fit_em(X)
+
+        # A final E-step, so that fit_predict(X) == fit(X).predict(X) whatever max_iter,
+        # tol and random_state.
+        _, log_resp = self._e_step(X)
+        return to_like(reference, log_resp.argmax(axis=1))
+
+    def _fit_em(self, X):
+        """scikit-learn's EM loop (n_init runs, warm_start, the best run kept): sets the fitted
+        attributes. Shared with ``fastlatent.dask.GaussianMixture``, whose ``_e_step`` and
+        ``_m_step`` work over the blocks of a Dask array."""
         self._check_initial_parameters(X)  # errors before any work
 
         # warm_start: one run, from where the last fit ended.
@@ -320,11 +346,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
-
-        # A final E-step, so that fit_predict(X) == fit(X).predict(X) whatever max_iter,
-        # tol and random_state.
-        _, log_resp = self._e_step(X)
-        return to_like(reference, log_resp.argmax(axis=1))
 
     def _get_parameters(self):
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
