@@ -40,6 +40,7 @@ from sklearn.utils.validation import _check_sample_weight, _is_arraylike_not_sca
 from .. import ops
 from .._arrays import array_namespace, to_host, to_like
 from .._config import BACKEND_CHOICES
+from .._threads import native_fit_context
 from .._validation import check_array, validate_data
 
 
@@ -276,17 +277,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X_fit = self._prepare(X)
 
         best = None
-        for _ in range(self._n_init):
-            centers_init = self._init_centroids(X_fit, init, random_state, sample_weight)
-            if self.verbose:
-                print("Initialization complete")
-            labels, inertia, centers, n_iter = self._lloyd(X_fit, sample_weight, centers_init)
-            # Keep a new run only if it is better and not the same clustering relabelled
-            # (rounding can make a permuted clustering look slightly better).
-            if best is None or (
-                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
-            ):
-                best = (labels, inertia, centers, n_iter)
+        with native_fit_context(self.backend, X):
+            for _ in range(self._n_init):
+                centers_init = self._init_centroids(X_fit, init, random_state, sample_weight)
+                if self.verbose:
+                    print("Initialization complete")
+                labels, inertia, centers, n_iter = self._lloyd(X_fit, sample_weight, centers_init)
+                # Keep a new run only if it is better and not the same clustering relabelled
+                # (rounding can make a permuted clustering look slightly better).
+                if best is None or (
+                    inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
+                ):
+                    best = (labels, inertia, centers, n_iter)
 
         labels, inertia, centers, n_iter = best
         distinct_clusters = len(np.unique(to_host(labels)))

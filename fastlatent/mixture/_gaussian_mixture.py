@@ -39,6 +39,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .._arrays import to_host, to_like
 from .._config import BACKEND_CHOICES
+from .._threads import native_fit_context
 from .._validation import validate_data
 from ..ops.kmeans import kmeans_plusplus
 from ..ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, parameter_shape
@@ -280,7 +281,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Expected n_samples >= n_components "
                 f"but got n_components = {self.n_components}, n_samples = {X.shape[0]}"
             )
-        self._fit_em(X)
+        with native_fit_context(self.backend, X):
+            self._fit_em(X)
 
         # A final E-step, so that fit_predict(X) == fit(X).predict(X) whatever max_iter,
         # tol and random_state.
