@@ -32,3 +32,8 @@ __all__ = [
     "set_config",
     "show_backends",
 ]
+
+# ---- soft nearest neighbour loss ----
+from .losses import annealed_temperature, soft_nearest_neighbor_loss  # noqa: E402
+
+__all__ += ["annealed_temperature", "soft_nearest_neighbor_loss"]

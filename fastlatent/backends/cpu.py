@@ -87,3 +87,12 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
 
 def describe():
     return f"native C++ / OpenMP, {_cpu.max_threads()} threads"
+
+
+# ---- soft nearest neighbour loss (csrc/cpu/snnl.cpp) ----
+def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    loss, grad, grad_temperature = _cpu.snnl_loss_and_grad(
+        X, labels, float(temperature), metric, float(eps), bool(gradient)
+    )
+    return np.float64(loss), grad, (None if grad_temperature is None else np.float64(grad_temperature))

@@ -453,3 +453,7 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)
     return nk.astype(X.dtype), means.astype(X.dtype), covariances.astype(X.dtype)
+
+
+# ---- soft nearest neighbour loss (fastlatent/backends/_snnl_numba.py) ----
+from ._snnl_numba import snnl_loss_and_grad  # noqa: E402

@@ -240,3 +240,7 @@ def kmeans_plusplus_step(X, sample_weight, closest, candidates):
     potentials = to_candidates @ np.asarray(sample_weight, dtype=np.float64)
     best = int(np.argmin(potentials))
     return best, float(potentials[best]), np.ascontiguousarray(to_candidates[best])
+
+
+# ---- soft nearest neighbour loss (B x B reference: fastlatent/backends/_snnl_numpy.py) ----
+from ._snnl_numpy import snnl_loss_and_grad  # noqa: E402

@@ -23,3 +23,8 @@ __all__ = [
     "pairwise_distances_argmin_min",
     "select_backend",
 ]
+
+# ---- soft nearest neighbour loss ----
+from .snnl import snnl_loss_and_grad  # noqa: E402
+
+__all__ += ["snnl_loss_and_grad"]
