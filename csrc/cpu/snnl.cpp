@@ -48,52 +48,64 @@ constexpr int NV = 2;          // vectors of columns per microkernel call
 constexpr int kRowPanels = 8;  // a thread's block of rows: kRowPanels * MR rows
 constexpr int kColumnPanels = 16;  // a column block: kColumnPanels * NR columns (L2-sized)
 
-// exp(x) for x <= 0 (x may be -inf): Cody-Waite reduction by ln 2 and a Taylor polynomial on
-// |r| <= ln2 / 2 (degree 7 in float: truncation 6e-9 relative; degree 12 in double: 2e-16);
-// 0 where the result would be subnormal. Plain scalar code that GCC vectorises in simd loops.
-inline float exp_nonpositive(float x) {
-  const bool tiny = !(x >= -87.0f);
-  const float xc = tiny ? -87.0f : x;
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return tiny ? 0.0f : p * scale;
+// exp(x) for x <= 0 (x may be -inf), lane by lane: Cody-Waite reduction by ln 2 and a Taylor
+// polynomial on |r| <= ln2 / 2 (degree 7 in float: truncation 6e-9 relative; degree 12 in double:
+// 2e-16); 0 where the result would be subnormal. round(x / ln 2) and 2^n come from the magic
+// constant 1.5 * 2^(mantissa bits): its low bits hold n after the rounding add.
+inline v8sf exp_nonpositive(v8sf x) {
+  const v8sf lowest = splat(-87.0f);
+  const v8si tiny = x < lowest;
+  x = vmax(x, lowest);
+  const v8sf magic = splat(12582912.0f);
+  const v8sf t = fmadd(x, splat(1.44269504088896341f), magic);
+  const v8sf n = t - magic;
+  v8sf r = fmadd(n, splat(-0.693359375f), x);
+  r = fmadd(n, splat(2.12194440e-4f), r);
+  v8sf p = splat(1.0f / 5040.0f);
+  p = fmadd(p, r, splat(1.0f / 720.0f));
+  p = fmadd(p, r, splat(1.0f / 120.0f));
+  p = fmadd(p, r, splat(1.0f / 24.0f));
+  p = fmadd(p, r, splat(1.0f / 6.0f));
+  p = fmadd(p, r, splat(0.5f));
+  p = fmadd(p, r, splat(1.0f));
+  p = fmadd(p, r, splat(1.0f));
+  const v8si bits = ((v8si)t - (v8si)magic + 127) << 23;
+  const v8sf result = p * (v8sf)bits;
+  return (v8sf)((v8si)result & ~tiny);
 }
 
-inline double exp_nonpositive(double x) {
-  const bool tiny = !(x >= -708.0);
-  const double xc = tiny ? -708.0 : x;
-  const double n = (xc * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
-  double r = xc - n * 6.93147180369123816490e-01;
-  r = r - n * 1.90821492927058770002e-10;
-  double p = 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  const int64_t bits = (int64_t(n) + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return tiny ? 0.0 : p * scale;
+inline v4df exp_nonpositive(v4df x) {
+  const v4df lowest = splat(-708.0);
+  const v4di tiny = x < lowest;
+  x = vmax(x, lowest);
+  const v4df magic = splat(6755399441055744.0);
+  const v4df t = fmadd(x, splat(1.4426950408889634), magic);
+  const v4df n = t - magic;
+  v4df r = fmadd(n, splat(-6.93147180369123816490e-01), x);
+  r = fmadd(n, splat(-1.90821492927058770002e-10), r);
+  v4df p = splat(1.0 / 479001600.0);
+  p = fmadd(p, r, splat(1.0 / 39916800.0));
+  p = fmadd(p, r, splat(1.0 / 3628800.0));
+  p = fmadd(p, r, splat(1.0 / 362880.0));
+  p = fmadd(p, r, splat(1.0 / 40320.0));
+  p = fmadd(p, r, splat(1.0 / 5040.0));
+  p = fmadd(p, r, splat(1.0 / 720.0));
+  p = fmadd(p, r, splat(1.0 / 120.0));
+  p = fmadd(p, r, splat(1.0 / 24.0));
+  p = fmadd(p, r, splat(1.0 / 6.0));
+  p = fmadd(p, r, splat(0.5));
+  p = fmadd(p, r, splat(1.0));
+  p = fmadd(p, r, splat(1.0));
+  const v4di bits = ((v4di)t - (v4di)magic + 1023) << 52;
+  const v4df result = p * (v4df)bits;
+  return (v4df)((v4di)result & ~tiny);
+}
+
+template <class V>
+inline auto lane_sum(V v) {
+  auto total = v[0];
+  for (int l = 1; l < int(sizeof(V) / sizeof(v[0])); ++l) total += v[l];
+  return total;
 }
 
 inline double log_add_exp(double a, double b) {
@@ -109,7 +121,7 @@ struct Prepared {
   std::vector<T> Z;             // n_rows x dp
   std::vector<T> packed;        // n_column_panels panels of NR rows, feature-major
   std::vector<T> squared;       // |z_j|^2 in T, 0 on padding (n_rows)
-  std::vector<int64_t> labels;  // class codes, -1 on padding (n_rows)
+  std::vector<T> labels;        // class codes as T (compared in vector lanes), -1 on padding
   std::vector<double> norms;    // |x_i| (cosine)
 };
 
@@ -128,8 +140,8 @@ Prepared<T> prepare(const T* X, const int64_t* labels, int64_t n, int64_t d, boo
   P.n_rows = std::max((n + IB - 1) / IB * IB, P.n_column_panels * NR);
   P.Z.assign(size_t(P.n_rows) * size_t(P.dp), T(0));
   P.squared.assign(size_t(P.n_rows), T(0));
-  P.labels.assign(size_t(P.n_rows), -1);
-  std::copy(labels, labels + n, P.labels.begin());
+  P.labels.assign(size_t(P.n_rows), T(-1));
+  for (int64_t i = 0; i < n; ++i) P.labels[size_t(i)] = T(labels[i]);
   std::vector<double> mean(size_t(d), 0.0);
   if (!cosine) {
     for (int64_t i = 0; i < n; ++i)
@@ -171,28 +183,37 @@ Prepared<T> prepare(const T* X, const int64_t* labels, int64_t n, int64_t d, boo
 template <class T>
 inline void tile_exponents(const Prepared<T>& P, const T* X, bool cosine, T inverse_temperature,
                            int64_t i, int64_t j0, const T* dots, T* s) {
-  constexpr int NR = Prepared<T>::NR;
-  const T zi = P.squared[size_t(i)];
-  const T* zj = P.squared.data() + j0;
-  const T minus_inf = -std::numeric_limits<T>::infinity();
-  const T bound = T(4.0 * double(P.dp + 8) * double(std::numeric_limits<T>::epsilon()));
+  using V = typename Vec<T>::type;
+  using IV = typename IntVec<T>::type;
+  using Lane = typename IntVec<T>::lane;
+  constexpr int L = Vec<T>::lanes;
+  const V zi = splat(P.squared[size_t(i)]);
+  const V minus_inf = splat(-std::numeric_limits<T>::infinity());
+  const V bound = splat(T(4.0 * double(P.dp + 8) * double(std::numeric_limits<T>::epsilon())));
+  const IV n_lanes = IV{} + Lane(P.n), i_lanes = IV{} + Lane(i);
   unsigned recheck = 0;
-#pragma omp simd reduction(| : recheck)
-  for (int l = 0; l < NR; ++l) {
-    const T distance = cosine ? T(1) - dots[l] : zi + zj[l] - T(2) * dots[l];
-    const T clipped = distance > T(0) ? distance : T(0);
-    const int64_t j = j0 + l;
-    const bool valid = j < P.n && j != i;
-    s[l] = valid ? -clipped * inverse_temperature : minus_inf;
-    recheck |= (valid && distance < bound * (zi + zj[l])) ? 1u : 0u;
+  for (int v = 0; v < NV; ++v) {
+    const V dot = load<V>(dots + v * L);
+    const V zj = load<V>(P.squared.data() + j0 + v * L);
+    const V distance = cosine ? splat(T(1)) - dot : zi + zj - splat(T(2)) * dot;
+    const V clipped = vmax(distance, V{});
+    const IV j = IntVec<T>::iota + Lane(j0 + v * L);
+    const IV valid = (j < n_lanes) & (j != i_lanes);
+    const V exponent = -clipped * splat(inverse_temperature);
+    const V out = valid ? exponent : minus_inf;
+    std::memcpy(s + v * L, &out, sizeof out);
+    recheck |= lane_bits(valid & (distance < bound * (zi + zj)));
   }
+  const T zi_scalar = P.squared[size_t(i)];
+  const T* zj = P.squared.data() + j0;
+  const T bound_scalar = T(4.0 * double(P.dp + 8) * double(std::numeric_limits<T>::epsilon()));
   if (!recheck) return;
   const int64_t d = P.d;
-  for (int l = 0; l < NR; ++l) {
+  for (int l = 0; l < NV * L; ++l) {
     const int64_t j = j0 + l;
     if (!(j < P.n && j != i)) continue;
-    const T distance = cosine ? T(1) - dots[l] : zi + zj[l] - T(2) * dots[l];
-    if (!(distance < bound * (zi + zj[l]))) continue;
+    const T distance = cosine ? T(1) - dots[l] : zi_scalar + zj[l] - T(2) * dots[l];
+    if (!(distance < bound_scalar * (zi_scalar + zj[l]))) continue;
     const T* xi = X + i * d;
     const T* xj = X + j * d;
     double exact = 0.0;
@@ -221,6 +242,7 @@ void snnl_impl(const T* X, const int64_t* labels, int64_t n, int64_t d, bool cos
   constexpr int JB = kColumnPanels * NR;
   constexpr int IB = kRowPanels * MR;
   using V = typename Vec<T>::type;
+  static_assert(NR == NV * L, "a tile row is NV vectors");
   const Prepared<T> P = prepare(X, labels, n, d, cosine);
   const int64_t dp = P.dp;
   const T inverse_temperature = T(1.0 / temperature);
@@ -261,8 +283,10 @@ void snnl_impl(const T* X, const int64_t* labels, int64_t n, int64_t d, bool cos
               if (i >= n) break;
               std::memcpy(dots, &acc[r][0], sizeof dots);
               tile_exponents(P, X, cosine, inverse_temperature, i, j0, dots, s);
-              T tile_max = s[0];
-              for (int l = 1; l < NR; ++l) tile_max = std::max(tile_max, s[l]);
+              V lane_max = load<V>(s);
+              for (int v = 1; v < NV; ++v) lane_max = vmax(lane_max, load<V>(s + v * L));
+              T tile_max = lane_max[0];
+              for (int l = 1; l < L; ++l) tile_max = std::max(tile_max, T(lane_max[l]));
               const int64_t row = i - i_block;
               if (tile_max == -std::numeric_limits<T>::infinity()) continue;
               if (tile_max > running_max[row]) {
@@ -271,16 +295,16 @@ void snnl_impl(const T* X, const int64_t* labels, int64_t n, int64_t d, bool cos
                 same_sum[row] *= factor;
                 running_max[row] = tile_max;
               }
-              const T m = running_max[row];
-              const int64_t yi = P.labels[size_t(i)];
-              const int64_t* yj = P.labels.data() + j0;
-              T tile_other = 0, tile_same = 0;
-#pragma omp simd reduction(+ : tile_other, tile_same)
-              for (int l = 0; l < NR; ++l) {
-                const T e = exp_nonpositive(s[l] - m);
-                tile_other += yj[l] == yi ? T(0) : e;
-                tile_same += yj[l] == yi ? e : T(0);
+              const V m = splat(running_max[row]);
+              const V yi = splat(P.labels[size_t(i)]);
+              V all = V{}, same = V{};
+              for (int v = 0; v < NV; ++v) {
+                const V e = exp_nonpositive(load<V>(s + v * L) - m);
+                all += e;
+                same += load<V>(P.labels.data() + j0 + v * L) == yi ? e : V{};
               }
+              const T tile_same = lane_sum(same);
+              const T tile_other = lane_sum(all - same);
               other_sum[row] += double(tile_other);
               same_sum[row] += double(tile_same);
             }
@@ -351,27 +375,28 @@ void snnl_impl(const T* X, const int64_t* labels, int64_t n, int64_t d, bool cos
               const int64_t row = i - i_block;
               std::memcpy(dots, &acc[r][0], sizeof dots);
               tile_exponents(P, X, cosine, inverse_temperature, i, j0, dots, s);
-              const T ld_i = col_ld[size_t(i)], p_i = col_p[size_t(i)], c_i = col_c[size_t(i)];
-              const T r_i = col_q[size_t(i)];
-              const int64_t yi = P.labels[size_t(i)];
-              const int64_t* yj = P.labels.data() + j0;
-              const T* ld_j = col_ld.data() + j0;
-              const T* p_j = col_p.data() + j0;
-              const T* c_j = col_c.data() + j0;
-              const T* r_j = col_q.data() + j0;
+              const V ld_i = splat(col_ld[size_t(i)]), p_i = splat(col_p[size_t(i)]);
+              const V c_i = splat(col_c[size_t(i)]), minus_r_i = splat(-col_q[size_t(i)]);
+              const V yi = splat(P.labels[size_t(i)]);
+              const V minus_inf = splat(-std::numeric_limits<T>::infinity());
               T* g_out = block_g.data() + size_t(row) * JB + (j0 - jb0);
-              T tile_g = 0, tile_gs = 0;
-#pragma omp simd reduction(+ : tile_g, tile_gs)
-              for (int l = 0; l < NR; ++l) {
-                const bool valid = s[l] > -std::numeric_limits<T>::infinity();
-                const bool same = yj[l] == yi;  // p - [same] is p, or -(1 - p)
-                const T g_ij = c_i * exp_nonpositive(s[l] - ld_i) * (same ? -r_i : p_i);
-                const T g_ji = c_j[l] * exp_nonpositive(s[l] - ld_j[l]) * (same ? -r_j[l] : p_j[l]);
-                const T g = valid ? g_ij + g_ji : T(0);
-                g_out[l] = g;
-                tile_g += g;
-                tile_gs += valid ? g_ij * s[l] : T(0);
+              V g_total = V{}, gs_total = V{};
+              for (int v = 0; v < NV; ++v) {
+                const int64_t j = j0 + v * L;
+                const V sv = load<V>(s + v * L);
+                const auto valid = sv > minus_inf;
+                const auto same = load<V>(P.labels.data() + j) == yi;  // p - [same]: p or -(1-p)
+                const V f_i = same ? minus_r_i : p_i;
+                const V f_j = same ? -load<V>(col_q.data() + j) : load<V>(col_p.data() + j);
+                const V g_ij = c_i * exp_nonpositive(sv - ld_i) * f_i;
+                const V g_ji = load<V>(col_c.data() + j) *
+                               exp_nonpositive(sv - load<V>(col_ld.data() + j)) * f_j;
+                const V g = valid ? g_ij + g_ji : V{};
+                std::memcpy(g_out + v * L, &g, sizeof g);
+                g_total += g;
+                gs_total += valid ? g_ij * sv : V{};
               }
+              const T tile_g = lane_sum(g_total), tile_gs = lane_sum(gs_total);
               row_sum[row] += double(tile_g);
               s_sum[row] += double(tile_gs);
             }
