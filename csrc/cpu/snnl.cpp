@@ -141,7 +141,15 @@ Prepared<T> prepare(const T* X, const int64_t* labels, int64_t n, int64_t d, boo
   P.Z.assign(size_t(P.n_rows) * size_t(P.dp), T(0));
   P.squared.assign(size_t(P.n_rows), T(0));
   P.labels.assign(size_t(P.n_rows), T(-1));
-  for (int64_t i = 0; i < n; ++i) P.labels[size_t(i)] = T(labels[i]);
+  // Codes are compared as T in vector lanes: exact below 2^mantissa (2^24 classes in float32).
+  const int64_t largest_code = int64_t(1) << std::numeric_limits<T>::digits;
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0 || labels[i] >= largest_code)
+      throw std::invalid_argument("snnl_loss_and_grad: class codes must be in [0, " +
+                                  std::to_string(largest_code) + "), got " +
+                                  std::to_string(labels[i]));
+    P.labels[size_t(i)] = T(labels[i]);
+  }
   std::vector<double> mean(size_t(d), 0.0);
   if (!cosine) {
     for (int64_t i = 0; i < n; ++i)
