@@ -95,3 +95,40 @@ def test_cuda_tensor_refused_clearly():
 
     with pytest.raises(ValueError, match="no CUDA kernel"):
         fltorch._host_view(FakeCuda())
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+@pytest.mark.parametrize("torch_dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_streaming_torch_matches_reference(metric, torch_dtype):
+    # The path CUDA tensors take, run here on CPU tensors, with blocks of a few rows.
+    from fastlatent import ops
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(37, 5))
+    X[4] = X[2]  # a duplicate
+    X[7] = 0.0  # a zero row
+    rtol = SNNL_REFERENCE_VS_TORCH_RTOL[np.float32 if torch_dtype == torch.float32 else np.float64]
+    for y in (rng.integers(0, 3, 37), np.zeros(37, dtype=int), np.arange(37)):
+        for T in (0.1, 1.0, 10.0):
+            expected = ops.snnl_loss_and_grad(X, y, T, metric, backend="numpy")
+            loss, grad, grad_t = fltorch.streaming_loss_and_grad(
+                torch.tensor(X, dtype=torch_dtype), torch.tensor(y), T, metric, block_elements=37 * 5
+            )
+            assert grad.dtype == torch_dtype
+            scale = max(np.abs(expected[1]).max(), 1e-6 / T)
+            np.testing.assert_allclose(loss.item(), expected[0], rtol=rtol)
+            np.testing.assert_allclose(grad.numpy(), expected[1], rtol=rtol, atol=rtol * scale)
+            np.testing.assert_allclose(grad_t, expected[2], rtol=rtol, atol=rtol * max(abs(expected[2]), 1e-6 / T))
+
+
+def test_backend_torch_through_autograd():
+    gen = torch.Generator().manual_seed(4)
+    X = torch.randn(12, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    T = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2] * 4)
+    assert torch.autograd.gradcheck(
+        lambda X, T: fltorch.soft_nearest_neighbor_loss(X, y, T, "cosine", backend="torch"), (X, T),
+        eps=1e-6, atol=1e-7,
+    )
+    with pytest.raises(ValueError, match="temperature"):
+        fltorch.streaming_loss_and_grad(X, y, 0.0)
