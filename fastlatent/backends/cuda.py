@@ -123,3 +123,14 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     sums = cupy.ascontiguousarray(onehot @ X.astype(cupy.float64))
     weights = cupy.asarray(onehot.sum(axis=1)).ravel()  # bincount would add with atomics
     return sums, weights
+
+
+# ---- soft nearest neighbour loss: CuPy on blocks of rows (fastlatent/backends/_snnl_blocked.py);
+# no hand-written CUDA kernel yet, and this path has not been run on a GPU by its author ----
+def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):
+    from ._snnl_blocked import snnl_loss_and_grad_blocked
+
+    X = cupy.ascontiguousarray(cupy.asarray(X))
+    return snnl_loss_and_grad_blocked(
+        X, cupy.asarray(labels), temperature, metric, eps, gradient, xp=cupy
+    )

@@ -200,3 +200,22 @@ def test_result_does_not_depend_on_layout(backend, rng):
     strided[:, ::2] = X
     result = ops.snnl_loss_and_grad(strided[:, ::2], y, 0.5, "sqeuclidean", backend=backend)
     assert_same_result(result, expected, 1e-12)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_blocked_array_version_with_numpy(dtype, metric, rng):
+    # The CUDA backend runs this code with CuPy; here it runs with NumPy, in blocks of 3 rows.
+    from fastlatent.backends._snnl_blocked import snnl_loss_and_grad_blocked
+
+    X = rng.normal(size=(31, 4)).astype(dtype)
+    X[3] = X[1]  # duplicate: recomputed exactly
+    X[6] = 0.0
+    rtol = SNNL_BACKEND_VS_REFERENCE_RTOL[dtype]
+    for y in (rng.integers(0, 3, 31), np.zeros(31, dtype=int), np.arange(31)):
+        for T in (0.1, 1.0, 100.0):
+            labels = np.unique(y, return_inverse=True)[1]
+            result = snnl_loss_and_grad_blocked(X, labels, T, metric, 1e-5, True, block_elements=3 * 31)
+            assert result[1].dtype == dtype
+            assert_same_result(result, reference(X, labels, T, metric), rtol, scale=1e-6 / T)
+            loss_only = snnl_loss_and_grad_blocked(X, labels, T, metric, 1e-5, False, block_elements=3 * 31)
+            assert loss_only[1] is None and loss_only[0] == pytest.approx(result[0], rel=1e-12)
