@@ -30,3 +30,18 @@ def test_toy_example_runs_and_separates(tmp_path, capsys):
         assert "matplotlib is not installed" in printed
     else:
         assert output.stat().st_size > 0
+
+
+def test_autoencoder_example_runs_tiny():
+    import pytest
+
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location(
+        "snnl_autoencoder_digits", EXAMPLE.parent / "snnl_autoencoder_digits.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.clustering_accuracy(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == 1.0
+    scores = module.main(epochs=1, n_samples=300)
+    assert set(scores) == {"reconstruction only", "reconstruction + SNNL"}
+    assert all(0.0 < s <= 1.0 for s in scores.values())
