@@ -2,8 +2,9 @@
 
 The CUDA backend runs this with CuPy until a hand-written kernel exists: the two passes of
 ``fastlatent.ops.snnl`` written with array operations on blocks of about ``block_elements``
-entries of the B x B matrix (64 Mi entries by default: 256 MiB per float32 temporary), so
-memory is O(block * B + B * D), never B x B. Distances use the expanded form on centred (or unit)
+entries of the B x B matrix (16 Mi entries by default: 64 MiB per float32 temporary, about ten
+temporaries live at once, so well under 1 GiB), so memory is O(block * B + B * D), never
+B x B. Distances use the expanded form on centred (or unit)
 rows in X's dtype, like the CPU kernel, with near-zero distances (below 4x the expanded form's
 rounding bound) recomputed in float64 direct form; the exponentials of a block are in X's
 dtype and every per-row statistic and sum is float64.
@@ -27,7 +28,7 @@ def _logsumexp_rows(xp, s, mask):
 
 
 def snnl_loss_and_grad_blocked(X, labels, temperature, metric, eps, gradient, xp=np,
-                               block_elements=1 << 26):
+                               block_elements=1 << 24):
     n, d = X.shape
     dtype = X.dtype
     T = float(temperature)
