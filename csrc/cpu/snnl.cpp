@@ -478,8 +478,8 @@ void snnl_impl(const T* X, const int64_t* labels, int64_t n, int64_t d, bool cos
 void check_snnl(int64_t n_samples, int64_t n_features, double temperature, double eps) {
   const char* op = "snnl_loss_and_grad";
   using std::to_string;
-  if (n_samples < 2)
-    throw std::invalid_argument(std::string(op) + ": n_samples must be >= 2, got " +
+  if (n_samples < 2 || n_samples >= (int64_t(1) << 31))  // column indices are int32 vector lanes
+    throw std::invalid_argument(std::string(op) + ": n_samples must be in [2, 2^31), got " +
                                 to_string(n_samples));
   if (n_features < 1)
     throw std::invalid_argument(std::string(op) + ": n_features must be >= 1, got " +
