@@ -36,10 +36,18 @@ terms in [0, 1] with at least one term equal to 1, and works in log space:
 ``p_i = exp(m_i + log S'_i - log(eps + A_i))`` (primes: the shifted sums). Nothing under- or
 overflows, at any T. Where the unshifted float64 reference ``exp(-d/T)`` underflows for a whole
 row (A_i < 1e-308), the true p_i is below S_i / eps < 1e-300 and both give p_i = 0, so
-``L_i = -log(eps)``: no discrepancy. In float32 the distances carry a relative rounding error
-of ~2^-24, so ``w_ij`` carries a relative error of about ``(d_ij / T) * 2^-24``: for
-``d/T ~ 1e4`` that is ~1e-3, the inherent float32 limit (a float32 B x B implementation
-returns 0/0 there instead). Kernels accumulate the sums in float64.
+``L_i = -log(eps)``: no discrepancy. Kernels accumulate the sums in float64.
+
+Precision by backend. numpy and numba compute every distance in float64 (direct form). The cpu
+kernel and the cuda backend compute distances in X's dtype by the expanded form
+``|z_i|^2 + |z_j|^2 - 2 z_i.z_j`` on centred rows (squared euclidean) or unit rows (cosine):
+absolute error about ``(D + 8) u (|z_i|^2 + |z_j|^2)`` (u = 2^-24 in float32), so the exponent
+``d/T`` carries that error divided by T. Distances below 4x that bound (duplicates and
+near-duplicates, common once a class has gathered) are recomputed from X in float64, direct
+form, so coinciding points are at distance exactly 0. In float32 at small T (say T <= 1e-2 with
+|z|^2 ~ 10) the loss stays finite and close, but gradients of nearly saturated rows (themselves
+~1e-11) may differ from the float64 reference by a few percent; use float64 input there. (A
+float32 B x B implementation returns 0/0 in that regime.)
 
 Gradient. With ``q_ij = w_ij / (eps + A_i)``, ``c_i = 1 / (B (eps + p_i))`` and
 ``[same_ij] = 1`` when ``y_i == y_j``, the derivative with respect to ``s_ij = -d_ij / T`` is::
@@ -56,8 +64,8 @@ Every d_ij depends on x_i and x_j, and appears in row i (as d_ij) and row j (as 
 (a zero row gets a zero gradient under cosine). ``p_i - [same_ij]`` is ``p_i`` or
 ``-(1 - p_i)``, and ``1 - p_i = (eps + A_i - S_i) / (eps + A_i)`` is computed from the sum over
 the other classes, never as ``1 - p_i``: when a class is gathered p_i -> 1 and the gradient is
-made of that small difference alone (float32 would lose it entirely). Streaming kernels need two passes over the
-column tiles: the first finishes every row's ``m_i``, ``log(eps + A_i)`` and ``p_i``; the
+made of that small difference alone (float32 would lose it entirely). Streaming kernels need
+two passes over the column tiles: the first finishes every row's ``m_i``, ``log(eps + A_i)`` and ``p_i``; the
 second recomputes each distance tile and forms ``G`` from the row and column statistics, never
 holding more than a tile. Memory O(B D); work 2 B^2 D flops (loss), 6 B^2 D (with gradient).
 
