@@ -132,3 +132,26 @@ def test_backend_torch_through_autograd():
     )
     with pytest.raises(ValueError, match="temperature"):
         fltorch.streaming_loss_and_grad(X, y, 0.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_cuda_tensors_match_cpu(metric):
+    # Runs only on a machine with a GPU (never run by the author: no GPU in that session).
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(300, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (300,), generator=gen)
+    results = []
+    for device in ("cpu", "cuda"):
+        Xd = X.to(device).requires_grad_(True)
+        Td = torch.tensor(0.5, dtype=torch.float64, device=device, requires_grad=True)
+        loss = fltorch.soft_nearest_neighbor_loss(Xd, y.to(device), Td, metric)
+        loss.backward()
+        assert loss.device.type == device and Xd.grad.device.type == device
+        results.append((loss.item(), Xd.grad.cpu(), Td.grad.item()))
+    (l_cpu, g_cpu, t_cpu), (l_gpu, g_gpu, t_gpu) = results
+    assert l_gpu == pytest.approx(l_cpu, rel=1e-10)
+    torch.testing.assert_close(g_gpu, g_cpu, rtol=1e-8, atol=1e-8 * g_cpu.abs().max().item())
+    assert t_gpu == pytest.approx(t_cpu, rel=1e-8)
