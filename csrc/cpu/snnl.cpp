@@ -12,9 +12,11 @@
 //
 // Pass 1 (loss). A thread owns a block of rows and walks the columns in blocks of JB (the packed
 // block stays in L2). For each row it keeps an online log-sum-exp: the running maximum m_i of
-// s_ij = -d_ij / T (j != i) and the sums A'_i, S'_i of exp(s_ij - m_i) over all and over
-// same-class columns, rescaled when the maximum rises. At the end log(eps + A_i) and p_i follow
-// in log space, so no exponential under- or overflows at any temperature.
+// s_ij = -d_ij / T (j != i) and the float64 sums of exp(s_ij - m_i) over same-class and over
+// other-class columns, rescaled when the maximum rises. At the end log(eps + A_i), p_i and
+// 1 - p_i (from the other-class sum, not by cancellation) follow in log space, so no
+// exponential under- or overflows at any temperature. The exponentials are an AVX2 polynomial
+// (exp_nonpositive below), not libm: GCC does not vectorise std::exp without -ffast-math.
 // Pass 2 (gradient). The same tiles again; each gives g_ij (from row i's statistics) and g_ji
 // (from column j's), G_ij = g_ij + g_ji goes into a [rows x JB] buffer, and after each column
 // block the rows' accumulators get G_block @ Z_block (a second GEMM, in X's dtype, added into
