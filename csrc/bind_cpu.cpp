@@ -13,6 +13,7 @@
 #include "cpu/kmeans.hpp"
 #include "cpu/mixture.hpp"
 #include "cpu/silhouette.hpp"
+#include "cpu/snnl.hpp"
 
 namespace py = pybind11;
 namespace cpu = fastlatent::cpu;
@@ -402,6 +403,43 @@ py::array_t<double> silhouette_cluster_sums(const Matrix<double>& X,
   return sums;
 }
 
+// ---- soft nearest neighbour loss (csrc/cpu/snnl.cpp) ----
+template <class T>
+py::tuple snnl_loss_and_grad(const Matrix<T>& X, const py::array_t<int64_t, py::array::c_style>& labels,
+                             double temperature, const std::string& metric, double eps,
+                             bool gradient) {
+  const char* op = "snnl_loss_and_grad";
+  if (X.ndim() != 2)
+    throw std::invalid_argument(std::string(op) + ": X must be 2-D, got " +
+                                std::to_string(X.ndim()) + "-D");
+  if (labels.ndim() != 1 || labels.shape(0) != X.shape(0))
+    throw std::invalid_argument(std::string(op) + ": labels must be 1-D with one entry per row of X");
+  if (metric != "sqeuclidean" && metric != "cosine")
+    throw std::invalid_argument(std::string(op) + ": unknown metric '" + metric + "'");
+  const int64_t n = X.shape(0), d = X.shape(1);
+  const bool cosine = metric == "cosine";
+  double loss = 0.0, grad_temperature = 0.0;
+  Matrix<T> grad(gradient ? std::vector<py::ssize_t>{n, d} : std::vector<py::ssize_t>{0, d});
+  const T* x = X.data();
+  const int64_t* y = labels.data();
+  T* g = gradient ? grad.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    cpu::snnl_loss_and_grad(x, y, n, d, cosine, temperature, eps, &loss, g, &grad_temperature);
+  }
+  if (!gradient) return py::make_tuple(loss, py::none(), py::none());
+  return py::make_tuple(loss, grad, grad_temperature);
+}
+
+template <class T>
+void define_snnl_overloads(py::module_& m) {
+  m.def("snnl_loss_and_grad", &snnl_loss_and_grad<T>, py::arg("X").noconvert(),
+        py::arg("labels").noconvert(), py::arg("temperature"), py::arg("metric"), py::arg("eps"),
+        py::arg("gradient"),
+        "(loss float, grad_X [n, d] of X's dtype or None, dL/dT float or None): the soft nearest "
+        "neighbour loss, streamed in tiles (metric 'sqeuclidean' or 'cosine').");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -414,5 +452,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("cluster_offsets").noconvert(), py::arg("metric"),
         "Per-row sums of distances to each cluster, float64 [n, k]; X float64 with its rows "
         "grouped by cluster, cluster k being rows cluster_offsets[k] .. cluster_offsets[k+1]-1.");
+  define_snnl_overloads<float>(m);
+  define_snnl_overloads<double>(m);
   m.def("max_threads", &cpu::max_threads, "Threads an OpenMP region uses (omp_get_max_threads).");
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cuda/distances.cuh"
+#include "cuda/snnl.cuh"
 
 namespace py = pybind11;
 namespace flc = fastlatent::cuda;
@@ -108,6 +109,56 @@ void kneighbors(std::uintptr_t x, std::uintptr_t y, std::uintptr_t distances, st
   }
 }
 
+// ---- soft nearest neighbour loss (csrc/cuda/snnl.cu; never run by its author) ----
+void snnl_row_stats(std::uintptr_t z, std::uintptr_t squared, std::uintptr_t labels, std::int64_t n,
+                    std::int64_t d, const std::string& metric, double temperature, const std::string& dtype,
+                    std::uintptr_t row_max, std::uintptr_t same_sum, std::uintptr_t other_sum,
+                    std::uintptr_t stream) {
+  constexpr const char* op = "snnl_row_stats";
+  if (metric != "sqeuclidean" && metric != "cosine")
+    throw std::invalid_argument(std::string(op) + ": unknown metric '" + metric + "'");
+  const bool cosine = metric == "cosine";
+  const DType t = parse_dtype(dtype, op);
+  py::gil_scoped_release release;
+  if (t == DType::float32)
+    flc::snnl_row_stats(as_pointer<const float>(z), as_pointer<const float>(squared),
+                        as_pointer<const std::int32_t>(labels), n, d, cosine, temperature,
+                        as_pointer<double>(row_max), as_pointer<double>(same_sum), as_pointer<double>(other_sum),
+                        as_stream(stream));
+  else
+    flc::snnl_row_stats(as_pointer<const double>(z), as_pointer<const double>(squared),
+                        as_pointer<const std::int32_t>(labels), n, d, cosine, temperature,
+                        as_pointer<double>(row_max), as_pointer<double>(same_sum), as_pointer<double>(other_sum),
+                        as_stream(stream));
+}
+
+void snnl_gradient_sums(std::uintptr_t z, std::uintptr_t squared, std::uintptr_t labels, std::int64_t n,
+                        std::int64_t d, const std::string& metric, double temperature, const std::string& dtype,
+                        std::uintptr_t log_denominator, std::uintptr_t pick, std::uintptr_t one_minus_pick,
+                        std::uintptr_t scale, std::uintptr_t v, std::uintptr_t row_sum, std::uintptr_t s_sum,
+                        std::uintptr_t stream) {
+  constexpr const char* op = "snnl_gradient_sums";
+  if (metric != "sqeuclidean" && metric != "cosine")
+    throw std::invalid_argument(std::string(op) + ": unknown metric '" + metric + "'");
+  const bool cosine = metric == "cosine";
+  const DType t = parse_dtype(dtype, op);
+  py::gil_scoped_release release;
+  if (t == DType::float32)
+    flc::snnl_gradient_sums(as_pointer<const float>(z), as_pointer<const float>(squared),
+                            as_pointer<const std::int32_t>(labels), n, d, cosine, temperature,
+                            as_pointer<const double>(log_denominator), as_pointer<const double>(pick),
+                            as_pointer<const double>(one_minus_pick), as_pointer<const double>(scale),
+                            as_pointer<double>(v), as_pointer<double>(row_sum), as_pointer<double>(s_sum),
+                            as_stream(stream));
+  else
+    flc::snnl_gradient_sums(as_pointer<const double>(z), as_pointer<const double>(squared),
+                            as_pointer<const std::int32_t>(labels), n, d, cosine, temperature,
+                            as_pointer<const double>(log_denominator), as_pointer<const double>(pick),
+                            as_pointer<const double>(one_minus_pick), as_pointer<const double>(scale),
+                            as_pointer<double>(v), as_pointer<double>(row_sum), as_pointer<double>(s_sum),
+                            as_stream(stream));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -132,4 +183,17 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("metric"), py::arg("dtype"), py::arg("stream_ptr") = 0,
         "distances and indices (n_x x n_neighbors, int64) of the n_neighbors nearest rows of y to each row of "
         "x, by increasing (distance, index).");
+
+  m.def("snnl_row_stats", &snnl_row_stats, py::arg("z_ptr"), py::arg("squared_ptr"), py::arg("labels_ptr"),
+        py::arg("n"), py::arg("d"), py::arg("metric"), py::arg("temperature"), py::arg("dtype"),
+        py::arg("row_max_ptr"), py::arg("same_sum_ptr"), py::arg("other_sum_ptr"), py::arg("stream_ptr") = 0,
+        "Soft nearest neighbour loss, pass 1: per-row max exponent and shifted same/other-class sums "
+        "(float64); see csrc/cuda/snnl.cuh. Never run by its author.");
+  m.def("snnl_gradient_sums", &snnl_gradient_sums, py::arg("z_ptr"), py::arg("squared_ptr"),
+        py::arg("labels_ptr"), py::arg("n"), py::arg("d"), py::arg("metric"), py::arg("temperature"),
+        py::arg("dtype"), py::arg("log_denominator_ptr"), py::arg("pick_ptr"), py::arg("one_minus_pick_ptr"),
+        py::arg("scale_ptr"), py::arg("v_ptr"), py::arg("row_sum_ptr"), py::arg("s_sum_ptr"),
+        py::arg("stream_ptr") = 0,
+        "Soft nearest neighbour loss, pass 2: v = G z, row sums of G and of g*s (float64); see "
+        "csrc/cuda/snnl.cuh. Never run by its author.");
 }

@@ -9,6 +9,7 @@ from .cluster import KMeans
 from .mixture import GaussianMixture
 from ._config import config_context, get_config, set_config
 from .backends import available_backends, show_backends
+from .losses import annealed_temperature, soft_nearest_neighbor_loss
 from .metrics import (
     clustering_accuracy,
     pairwise_distances,
@@ -25,6 +26,7 @@ __all__ = [
     "GaussianMixture",
     "KMeans",
     "NearestNeighbors",
+    "annealed_temperature",
     "available_backends",
     "clustering_accuracy",
     "config_context",
@@ -37,4 +39,5 @@ __all__ = [
     "show_backends",
     "silhouette_samples",
     "silhouette_score",
+    "soft_nearest_neighbor_loss",
 ]

@@ -186,3 +186,35 @@ def validate_data(estimator, X, *, reset, dtype=None, min_samples=1):
             f"{estimator.n_features_in_} features as input."
         )
     return X
+
+
+def check_labels(y, n_samples, input_name="y"):
+    """Class labels of the rows of X as int64 codes 0..K-1 (same code, same class).
+
+    ``y`` is any 1-D array of hashable, comparable values (ints, strings, floats); float
+    labels must be finite. Raises scikit-learn's messages for a wrong shape or length.
+    """
+    from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+    from ._arrays import to_host
+
+    y = column_or_1d(to_host(y), warn=True)
+    if y.shape[0] != n_samples:
+        check_consistent_length(np.empty((n_samples, 0)), y)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"Input {input_name} contains NaN or infinity.")
+    if y.dtype.kind not in "biufUSO":
+        raise ValueError(f"{input_name} must hold class labels; got dtype {y.dtype}.")
+    return np.unique(y, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def check_real(value, name, *, low, low_inclusive):
+    """``value`` as a finite Python float with ``value > low`` (or ``>=`` when inclusive)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    value = float(value)
+    ok = value >= low if low_inclusive else value > low
+    if not (np.isfinite(value) and ok):
+        bound = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be finite and {bound} {low}; got {value!r}.")
+    return value

@@ -56,3 +56,16 @@ SILHOUETTE_VS_SKLEARN = {np.float32: (1e-5, 1e-6), np.float64: (1e-6, 1e-7)}
 # sums being added in another order): transform distances, predict_proba, score_samples.
 # (rtol, atol) by dtype.
 DASK_OUTPUTS_TOL = {np.float32: (1e-4, 1e-5), np.float64: (1e-7, 1e-9)}
+
+
+# Soft nearest neighbour loss (rtol, with atol = rtol * the largest |reference| value, since
+# gradients mix terms of very different sizes and many entries are ~0). Backends against the
+# NumPy reference: float64 kernels differ only by summation order and the online log-sum-exp
+# (observed ~1e-13; 1e-10 leaves room for larger B). float32 kernels compute distances and
+# exponentials in float32, so w_ij carries a relative error of about (d_ij / T) * 2^-24: up to
+# ~1e-4 at d/T ~ 2000 in the tests; 1e-3 is the float32 target. Against the torch
+# autograd B x B reference (the published formula): the 1e-5 (float64), 1e-3 (float32).
+# Finite differences (central, step 1e-6, float64): truncation and rounding ~1e-7 relative.
+SNNL_BACKEND_VS_REFERENCE_RTOL = {np.float32: 1e-3, np.float64: 1e-10}
+SNNL_REFERENCE_VS_TORCH_RTOL = {np.float32: 1e-3, np.float64: 1e-5}
+SNNL_FINITE_DIFFERENCE_RTOL = 1e-5

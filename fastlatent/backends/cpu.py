@@ -102,3 +102,12 @@ def silhouette_cluster_sums(X, labels, n_clusters, metric):
     sums = np.empty((X.shape[0], int(n_clusters)), dtype=np.float64)
     sums[order] = _cpu.silhouette_cluster_sums(grouped, offsets, metric)
     return sums
+
+
+# ---- soft nearest neighbour loss (csrc/cpu/snnl.cpp) ----
+def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    loss, grad, grad_temperature = _cpu.snnl_loss_and_grad(
+        X, labels, float(temperature), metric, float(eps), bool(gradient)
+    )
+    return np.float64(loss), grad, (None if grad_temperature is None else np.float64(grad_temperature))

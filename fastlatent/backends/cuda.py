@@ -123,3 +123,64 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     sums = cupy.ascontiguousarray(onehot @ X.astype(cupy.float64))
     weights = cupy.asarray(onehot.sum(axis=1)).ravel()  # bincount would add with atomics
     return sums, weights
+
+
+# ---- soft nearest neighbour loss: CuPy on blocks of rows (fastlatent/backends/_snnl_blocked.py);
+# no hand-written CUDA kernel yet, and this path has not been run on a GPU by its author ----
+def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):
+    from ._snnl_blocked import snnl_loss_and_grad_blocked
+
+    X = cupy.ascontiguousarray(cupy.asarray(X))
+    return snnl_loss_and_grad_blocked(
+        X, cupy.asarray(labels), temperature, metric, eps, gradient, xp=cupy
+    )
+
+
+def snnl_loss_and_grad_kernel(X, labels, temperature, metric, eps, gradient):
+    """The same op on the hand-written kernels of csrc/cuda/snnl.cu (64 x 64 tiles, two passes,
+    one block per 64 rows, no exact re-check of near-zero distances). NEVER RUN by its author (no
+    GPU in that session): not the backend's ``snnl_loss_and_grad`` until the gpu-marked test
+    ``test_cuda_snnl_kernel_matches_reference`` passes on a GPU; then it can replace it."""
+    X = cupy.ascontiguousarray(cupy.asarray(X))
+    n, d = X.shape
+    dtype = _DTYPE_NAMES[X.dtype]
+    T = float(temperature)
+    cosine = metric == "cosine"
+    X64 = X.astype(cupy.float64)
+    if cosine:
+        norms = cupy.sqrt((X64 * X64).sum(axis=1))
+        safe = cupy.where(norms > 0, norms, 1.0)
+        Z = X64 / safe[:, None]
+    else:
+        Z = X64 - X64.mean(axis=0)
+    Z = cupy.ascontiguousarray(Z.astype(X.dtype))
+    squared = (Z.astype(cupy.float64) ** 2).sum(axis=1).astype(X.dtype)
+    codes = cupy.ascontiguousarray(cupy.asarray(labels, dtype=cupy.int32))
+    row_max, same, other = (cupy.empty(n, dtype=cupy.float64) for _ in range(3))
+    _cuda.snnl_row_stats(
+        Z.data.ptr, squared.data.ptr, codes.data.ptr, n, d, metric, T, dtype,
+        row_max.data.ptr, same.data.ptr, other.data.ptr, _stream(),
+    )  # fmt: skip
+    log_eps = float(np.log(eps)) if eps > 0 else -np.inf
+    log_denominator = cupy.logaddexp(log_eps, row_max + cupy.log(same + other))
+    pick = cupy.where(same > 0, cupy.exp(row_max + cupy.log(cupy.maximum(same, 1e-300)) - log_denominator), 0.0)
+    log_other = cupy.where(other > 0, row_max + cupy.log(cupy.maximum(other, 1e-300)), -cupy.inf)
+    one_minus_pick = cupy.exp(cupy.logaddexp(log_eps, log_other) - log_denominator)
+    loss = (-cupy.log(eps + pick)).mean()
+    if not gradient:
+        return loss, None, None
+    scale = 1.0 / (n * (eps + pick))
+    v = cupy.empty((n, d), dtype=cupy.float64)
+    row_sum, s_sum = (cupy.empty(n, dtype=cupy.float64) for _ in range(2))
+    _cuda.snnl_gradient_sums(
+        Z.data.ptr, squared.data.ptr, codes.data.ptr, n, d, metric, T, dtype,
+        log_denominator.data.ptr, pick.data.ptr, one_minus_pick.data.ptr, scale.data.ptr,
+        v.data.ptr, row_sum.data.ptr, s_sum.data.ptr, _stream(),
+    )  # fmt: skip
+    z = Z.astype(cupy.float64)
+    if cosine:
+        grad = (v - z * (z * v).sum(axis=1)[:, None]) / (T * safe[:, None])
+        grad[norms == 0] = 0
+    else:
+        grad = -(2.0 / T) * (row_sum[:, None] * z - v)
+    return loss, grad.astype(X.dtype), np.float64(-float(s_sum.sum()) / T)

@@ -471,3 +471,7 @@ def silhouette_cluster_sums(X, labels, n_clusters, metric):
     sums = np.zeros((X.shape[0], int(n_clusters)), dtype=np.float64)
     _silhouette_sums_kernel(X, np.ascontiguousarray(labels, dtype=np.int64), code, sums)
     return sums
+
+
+# ---- soft nearest neighbour loss (fastlatent/backends/_snnl_numba.py) ----
+from ._snnl_numba import snnl_loss_and_grad  # noqa: E402

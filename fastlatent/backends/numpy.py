@@ -256,3 +256,7 @@ def silhouette_cluster_sums(X, labels, n_clusters, metric):
         block[np.arange(block.shape[0]), np.arange(rows.start, rows.stop)] = 0.0  # j == i
         sums[rows] = block @ one_hot
     return sums
+
+
+# ---- soft nearest neighbour loss (B x B reference: fastlatent/backends/_snnl_numpy.py) ----
+from ._snnl_numpy import snnl_loss_and_grad  # noqa: E402

@@ -10,6 +10,7 @@ from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin
 from .mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
 from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
 from .silhouette import silhouette_cluster_sums
+from .snnl import snnl_loss_and_grad
 
 __all__ = [
     "gmm_e_step",
@@ -24,4 +25,5 @@ __all__ = [
     "pairwise_distances_argmin_min",
     "select_backend",
     "silhouette_cluster_sums",
+    "snnl_loss_and_grad",
 ]
