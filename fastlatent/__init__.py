@@ -15,10 +15,13 @@ from .metrics import (
     pairwise_distances_argmin_min,
 )
 from .neighbors import NearestNeighbors
+from .cluster import AgglomerativeClustering, linkage
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgglomerativeClustering",
+    "linkage",
     "GaussianMixture",
     "KMeans",
     "NearestNeighbors",

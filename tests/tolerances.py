@@ -41,3 +41,10 @@ GMM_PARAMETERS_TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-4, 1e-10)}
 def gmm_tol(table, dtype):
     rtol, atol = table[np.dtype(dtype).type]
     return {"rtol": rtol, "atol": atol}
+
+# Hierarchical clustering (linkage). Every backend computes in float64 whatever X's dtype (as
+# SciPy does). Ward heights come from centroids here and from the Lance-Williams update in
+# SciPy: the two roundings differ by a few float64 ulps per merge, compounded along the tree;
+# average/complete/single use the same arithmetic as SciPy's and agree to the last bits, but
+# native backends may sum a distance in another order. (rtol, atol) for merge heights.
+LINKAGE_HEIGHT_TOL = (1e-9, 1e-12)

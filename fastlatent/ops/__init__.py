@@ -9,6 +9,7 @@ from ._dispatch import select_backend
 from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin_min
 from .mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
 from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
+from .hierarchy import linkage
 
 __all__ = [
     "gmm_e_step",
@@ -19,6 +20,7 @@ __all__ = [
     "kmeans_step",
     "kmeans_update",
     "kneighbors",
+    "linkage",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
     "select_backend",
