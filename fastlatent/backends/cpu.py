@@ -87,3 +87,7 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
 
 def describe():
     return f"native C++ / OpenMP, {_cpu.max_threads()} threads"
+
+
+def linkage(X, method, metric):
+    return _cpu.linkage(X, method, metric)

@@ -1,0 +1,467 @@
+// linkage: agglomerative clustering of the rows of X into SciPy's linkage matrix.
+//
+// Algorithms (SciPy's, with its tie-breaking, so merge orders agree up to ties):
+// - Ward: the nearest-neighbour chain over cluster centroids and sizes. The Ward distance of
+//   clusters a, b is sqrt(2 n_a n_b / (n_a + n_b)) ||c_a - c_b|| (SciPy's: for two points, their
+//   euclidean distance); the chain compares the cost n_a n_b / (n_a + n_b) ||c_a - c_b||^2.
+//   Centroids live in slots packed at the front of one [n x d] double array: a merged-away
+//   cluster's slot is filled by the last slot, so each nearest-neighbour search is one
+//   contiguous parallel scan over the active clusters. Memory: n*d doubles plus O(n).
+//   Cost: the chain makes about 2-3 searches per merge, each over the m clusters still active,
+//   so ~(2-3) * n^2/2 * d * 3 flops in all, reading m*d*8 bytes per search (from L3 while
+//   n*d*8 bytes fit there: 20,000 x 64 is 10 MB).
+// - single: Prim's minimum spanning tree from row 0. Each step computes the distances from the
+//   row added last to every row not yet in the tree (on the fly: no matrix), lowers their
+//   distance to the tree and takes the nearest (lowest id among equals). Rows not in the tree
+//   are packed at the front of a double copy of X, so the scan is contiguous and parallel.
+//   Memory: n*d doubles plus O(n). Cost: n^2/2 distances of 3d flops.
+// - average, complete: the nearest-neighbour chain over the condensed distance matrix (SciPy's
+//   pdist layout, n(n-1)/2 doubles), updated by the Lance-Williams formula. Cost: n^2/2
+//   distances to fill it, then O(n) scans and updates of a row (strided for the part before
+//   the diagonal).
+// Rows are merged in the chain's order, then sorted by height (stable) and numbered by a
+// union-find pass: SciPy's `label`. Everything is double whatever X's dtype, as in SciPy.
+// Thread count never changes the answer: every reduction is a (value, id) minimum.
+#include "cpu/linkage.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fastlatent::cpu {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kNoId = std::numeric_limits<int64_t>::max();
+// A scan of fewer multiply-adds than this runs on one thread: a parallel region costs a few
+// microseconds on an idle machine (far more when other processes share the cores and a thread
+// waits for a descheduled one), about what 128k multiply-adds take.
+constexpr int64_t kParallelWork = int64_t(1) << 17;
+
+struct Candidate {
+  double value;
+  int64_t id;
+};
+
+inline bool before(const Candidate& a, const Candidate& b) {
+  return a.value < b.value || (a.value == b.value && a.id < b.id);
+}
+
+struct Merge {
+  int64_t a, b;  // one member row of each cluster merged
+  double height;
+};
+
+// Distances from row x to four rows at once: four independent accumulators hide the add
+// latency (one accumulator per distance leaves the scan latency-bound, ~4x slower), and x is
+// loaded once for the four. Every distance in this file comes from here, a single one with
+// the same row four times, so a distance never depends on which rows it was computed with.
+template <Metric M>
+inline void distances4(const double* x, const double* r0, const double* r1, const double* r2,
+                       const double* r3, int64_t d, double out[4]) {
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t j = 0; j < d; ++j) {
+    const double xj = x[j];
+    if constexpr (M == Metric::cosine) {
+      a0 += xj * r0[j];
+      a1 += xj * r1[j];
+      a2 += xj * r2[j];
+      a3 += xj * r3[j];
+    } else if constexpr (M == Metric::manhattan) {
+      a0 += std::abs(xj - r0[j]);
+      a1 += std::abs(xj - r1[j]);
+      a2 += std::abs(xj - r2[j]);
+      a3 += std::abs(xj - r3[j]);
+    } else {
+      const double t0 = xj - r0[j], t1 = xj - r1[j], t2 = xj - r2[j], t3 = xj - r3[j];
+      a0 += t0 * t0;
+      a1 += t1 * t1;
+      a2 += t2 * t2;
+      a3 += t3 * t3;
+    }
+  }
+  out[0] = a0;
+  out[1] = a1;
+  out[2] = a2;
+  out[3] = a3;
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (M == Metric::euclidean) out[k] = std::sqrt(out[k]);
+    if constexpr (M == Metric::cosine) out[k] = std::clamp(1.0 - out[k], 0.0, 2.0);
+  }
+}
+
+// Distances from x to the rows [begin, end) of R (packed, d columns); out[t - begin].
+template <Metric M>
+inline void distances_to_rows(const double* x, const double* R, int64_t begin, int64_t end,
+                              int64_t d, double* out) {
+  int64_t t = begin;
+  for (; t + 4 <= end; t += 4) {
+    const double* r = R + size_t(t) * d;
+    distances4<M>(x, r, r + d, r + 2 * d, r + 3 * d, d, out + (t - begin));
+  }
+  for (; t < end; ++t) {
+    const double* r = R + size_t(t) * d;
+    double four[4];
+    distances4<M>(x, r, r, r, r, d, four);
+    out[t - begin] = four[0];
+  }
+}
+
+template <Metric M>
+inline double distance_one(const double* x, const double* r, int64_t d) {
+  double four[4];
+  distances4<M>(x, r, r, r, r, d, four);
+  return four[0];
+}
+
+inline double dot(const double* a, const double* b, int64_t d) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < d; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+// X in double; for cosine each row divided by its norm (a zero row stays zero: the Python
+// layer refuses zero rows under cosine, as scikit-learn does).
+template <class T>
+std::vector<double> rows_as_double(const T* X, int64_t n, int64_t d, Metric metric) {
+  std::vector<double> R(size_t(n) * size_t(d));
+#pragma omp parallel for schedule(static) if (n * d >= kParallelWork)
+  for (int64_t i = 0; i < n; ++i) {
+    double* r = &R[size_t(i) * size_t(d)];
+    for (int64_t j = 0; j < d; ++j) r[j] = double(X[size_t(i) * size_t(d) + size_t(j)]);
+    if (metric == Metric::cosine) {
+      const double norm = std::sqrt(dot(r, r, d));
+      if (norm > 0.0)
+        for (int64_t j = 0; j < d; ++j) r[j] /= norm;
+    }
+  }
+  return R;
+}
+
+// The minimum by (value, id) of scan(begin, end) over static chunks of [0, count), one per
+// thread, combined in thread order: the same answer for any thread count. scan returns the
+// minimum Candidate of its chunk (it may update state in it: Prim's distances to the tree).
+// `partial` has omp_get_max_threads() entries.
+template <class F>
+Candidate parallel_min(int64_t count, int64_t work_per_item, std::vector<Candidate>& partial,
+                       const F& scan) {
+  std::fill(partial.begin(), partial.end(), Candidate{kInf, kNoId});
+#pragma omp parallel if (count * work_per_item >= kParallelWork)
+  {
+    const int64_t n_threads = omp_get_num_threads(), thread = omp_get_thread_num();
+    partial[thread] = scan(count * thread / n_threads, count * (thread + 1) / n_threads);
+  }
+  Candidate best{kInf, kNoId};
+  for (const Candidate& c : partial)
+    if (before(c, best)) best = c;
+  return best;
+}
+
+// Rows per call of distances_to_rows inside a scan: a small buffer on the stack.
+constexpr int64_t kScanBlock = 64;
+
+// The Ward weight n_a n_b / (n_a + n_b); symmetric to the last bit.
+inline double ward_weight(double na, double nb) { return na * nb / (na + nb); }
+
+// Ward by the nearest-neighbour chain over centroids (see the file comment). C is X in double,
+// row i in slot i; it is overwritten.
+std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d) {
+  std::vector<double> size(n, 1.0);  // by slot
+  std::vector<int64_t> id_of(n), slot_of(n);
+  std::iota(id_of.begin(), id_of.end(), 0);
+  std::iota(slot_of.begin(), slot_of.end(), 0);
+  std::vector<char> active(n, 1);  // by id
+  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
+  std::vector<int64_t> chain;
+  chain.reserve(n);
+  std::vector<Merge> merges;
+  merges.reserve(n - 1);
+  int64_t n_active = n, first_active = 0;
+
+  auto cost = [&](int64_t slot_x, int64_t slot) {
+    return ward_weight(size[slot], size[slot_x]) *
+           distance_one<Metric::sqeuclidean>(&C[size_t(slot_x) * d], &C[size_t(slot) * d], d);
+  };
+
+  for (int64_t k = 0; k < n - 1; ++k) {
+    if (chain.empty()) {
+      while (!active[first_active]) ++first_active;
+      chain.push_back(first_active);
+    }
+    int64_t x, y;
+    double best_cost;
+    while (true) {
+      x = chain.back();
+      const int64_t sx = slot_of[x];
+      const double* cx = &C[size_t(sx) * d];
+      const double nx = size[sx];
+      Candidate best = parallel_min(n_active, 3 * d, partial, [&](int64_t begin, int64_t end) {
+        Candidate local{kInf, kNoId};
+        double squared[kScanBlock];
+        for (int64_t b = begin; b < end; b += kScanBlock) {
+          const int64_t e = std::min(end, b + kScanBlock);
+          distances_to_rows<Metric::sqeuclidean>(cx, C.data(), b, e, d, squared);
+          for (int64_t s = b; s < e; ++s) {
+            if (s == sx) continue;
+            const Candidate c{ward_weight(size[s], nx) * squared[s - b], id_of[s]};
+            if (before(c, local)) local = c;
+          }
+        }
+        return local;
+      });
+      if (chain.size() > 1) {  // SciPy keeps the previous element unless another is closer
+        const int64_t previous = chain[chain.size() - 2];
+        const double to_previous = cost(sx, slot_of[previous]);
+        if (!(best.value < to_previous)) best = {to_previous, previous};
+      }
+      y = best.id;
+      best_cost = best.value;
+      if (chain.size() > 1 && y == chain[chain.size() - 2]) break;
+      chain.push_back(y);
+    }
+    chain.pop_back();
+    chain.pop_back();
+    const int64_t a = std::min(x, y), b = std::max(x, y);
+    merges.push_back({a, b, std::sqrt(2.0 * best_cost)});
+
+    // The merged cluster takes b's id (SciPy's convention); a's slot gets the last slot.
+    const int64_t sa = slot_of[a], sb = slot_of[b];
+    const double na = size[sa], nb = size[sb];
+    double* ca = &C[size_t(sa) * d];
+    double* cb = &C[size_t(sb) * d];
+    for (int64_t j = 0; j < d; ++j) cb[j] = (na * ca[j] + nb * cb[j]) / (na + nb);
+    size[sb] = na + nb;
+    const int64_t last = n_active - 1;
+    if (sa != last) {
+      std::memcpy(ca, &C[size_t(last) * d], sizeof(double) * size_t(d));
+      size[sa] = size[last];
+      id_of[sa] = id_of[last];
+      slot_of[id_of[sa]] = sa;
+    }
+    active[a] = 0;
+    --n_active;
+  }
+  return merges;
+}
+
+// Single linkage by Prim's algorithm (see the file comment). R is X in double (normalised rows
+// for cosine), row i in slot i; it is overwritten.
+template <Metric M>
+std::vector<Merge> single_prim(std::vector<double>& R, int64_t n, int64_t d) {
+  std::vector<double> to_tree(n, kInf);  // by slot: distance to the tree
+  std::vector<int64_t> id_of(n), slot_of(n);
+  std::iota(id_of.begin(), id_of.end(), 0);
+  std::iota(slot_of.begin(), slot_of.end(), 0);
+  std::vector<double> newest(d);
+  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
+  std::vector<Merge> merges;
+  merges.reserve(n - 1);
+  int64_t count = n;  // rows not in the tree occupy slots [0, count)
+  int64_t current = 0;
+  for (int64_t k = 0; k < n - 1; ++k) {
+    // `current` joins the tree: keep its row, give its slot to the last one.
+    const int64_t s = slot_of[current], last = count - 1;
+    std::memcpy(newest.data(), &R[size_t(s) * d], sizeof(double) * size_t(d));
+    if (s != last) {
+      std::memcpy(&R[size_t(s) * d], &R[size_t(last) * d], sizeof(double) * size_t(d));
+      to_tree[s] = to_tree[last];
+      id_of[s] = id_of[last];
+      slot_of[id_of[s]] = s;
+    }
+    --count;
+    const double* c = newest.data();
+    const Candidate best = parallel_min(count, 3 * d, partial, [&](int64_t begin, int64_t end) {
+      Candidate local{kInf, kNoId};
+      double distance[kScanBlock];
+      for (int64_t b = begin; b < end; b += kScanBlock) {
+        const int64_t e = std::min(end, b + kScanBlock);
+        distances_to_rows<M>(c, R.data(), b, e, d, distance);
+        for (int64_t t = b; t < e; ++t) {
+          if (distance[t - b] < to_tree[t]) to_tree[t] = distance[t - b];
+          const Candidate candidate{to_tree[t], id_of[t]};
+          if (before(candidate, local)) local = candidate;
+        }
+      }
+      return local;
+    });
+    merges.push_back({current, best.id, best.value});
+    current = best.id;
+  }
+  return merges;
+}
+
+// The condensed distance matrix (SciPy's pdist layout) of the rows of R.
+template <Metric M>
+void fill_condensed(const std::vector<double>& R, int64_t n, int64_t d, double* D) {
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t i = 0; i < n - 1; ++i) {
+    const size_t start = size_t(n) * size_t(i) - size_t(i) * size_t(i + 1) / 2;
+    distances_to_rows<M>(&R[size_t(i) * d], R.data(), i + 1, n, d, D + start);
+  }
+}
+
+// Average or complete linkage by the nearest-neighbour chain over the condensed matrix.
+std::vector<Merge> pairwise_nn_chain(std::vector<double>& R, int64_t n, int64_t d,
+                                     LinkageMethod method, Metric metric) {
+  const size_t n_pairs = size_t(n) * size_t(n - 1) / 2;
+  std::vector<double> D(n_pairs);  // std::bad_alloc (MemoryError) when it cannot fit
+  auto index = [n](int64_t i, int64_t j) {  // i < j
+    return size_t(n) * size_t(i) - size_t(i) * size_t(i + 1) / 2 + size_t(j - i - 1);
+  };
+  switch (metric) {
+    case Metric::euclidean: fill_condensed<Metric::euclidean>(R, n, d, D.data()); break;
+    case Metric::sqeuclidean: fill_condensed<Metric::sqeuclidean>(R, n, d, D.data()); break;
+    case Metric::manhattan: fill_condensed<Metric::manhattan>(R, n, d, D.data()); break;
+    case Metric::cosine: fill_condensed<Metric::cosine>(R, n, d, D.data()); break;
+  }
+  std::vector<double>().swap(R);  // the rows are not needed any more
+
+  auto at = [&](int64_t i, int64_t j) -> double& { return i < j ? D[index(i, j)] : D[index(j, i)]; };
+  std::vector<double> size(n, 1.0);  // by id; 0 once merged away
+  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
+  std::vector<int64_t> chain;
+  chain.reserve(n);
+  std::vector<Merge> merges;
+  merges.reserve(n - 1);
+  int64_t first_active = 0;
+  for (int64_t k = 0; k < n - 1; ++k) {
+    if (chain.empty()) {
+      while (size[first_active] == 0.0) ++first_active;
+      chain.push_back(first_active);
+    }
+    int64_t x, y;
+    double best_distance;
+    while (true) {
+      x = chain.back();
+      Candidate best = parallel_min(n, 4, partial, [&](int64_t begin, int64_t end) {
+        Candidate local{kInf, kNoId};
+        for (int64_t i = begin; i < end; ++i) {
+          if (size[i] == 0.0 || i == x) continue;
+          const Candidate c{at(x, i), i};
+          if (before(c, local)) local = c;
+        }
+        return local;
+      });
+      if (chain.size() > 1) {
+        const int64_t previous = chain[chain.size() - 2];
+        const double to_previous = at(x, previous);
+        if (!(best.value < to_previous)) best = {to_previous, previous};
+      }
+      y = best.id;
+      best_distance = best.value;
+      if (chain.size() > 1 && y == chain[chain.size() - 2]) break;
+      chain.push_back(y);
+    }
+    chain.pop_back();
+    chain.pop_back();
+    const int64_t a = std::min(x, y), b = std::max(x, y);
+    merges.push_back({a, b, best_distance});
+    const double na = size[a], nb = size[b];
+#pragma omp parallel for schedule(static) if (n >= 4096)
+    for (int64_t i = 0; i < n; ++i) {
+      if (size[i] == 0.0 || i == a || i == b) continue;
+      const double to_a = at(i, a);
+      double& to_b = at(i, b);
+      to_b = method == LinkageMethod::average ? (na * to_a + nb * to_b) / (na + nb)
+                                              : std::max(to_a, to_b);
+    }
+    size[b] = na + nb;
+    size[a] = 0.0;
+  }
+  return merges;
+}
+
+// SciPy's `label`: sort the merges by height (stable), then number the clusters by union-find.
+void label_merges(const std::vector<Merge>& merges, int64_t n, bool sort_pairs, double* Z) {
+  std::vector<int64_t> order(merges.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) {
+    return merges[p].height < merges[q].height;
+  });
+  std::vector<int64_t> parent(2 * n - 1), count(2 * n - 1, 1);
+  std::iota(parent.begin(), parent.end(), 0);
+  auto find = [&](int64_t node) {
+    while (parent[node] != node) {
+      parent[node] = parent[parent[node]];  // path halving
+      node = parent[node];
+    }
+    return node;
+  };
+  for (int64_t i = 0; i < n - 1; ++i) {
+    const Merge& m = merges[order[i]];
+    int64_t ra = find(m.a), rb = find(m.b);
+    if (sort_pairs && ra > rb) std::swap(ra, rb);
+    const int64_t node = n + i;
+    parent[ra] = parent[rb] = node;
+    count[node] = count[ra] + count[rb];
+    double* z = Z + 4 * i;
+    z[0] = double(ra);
+    z[1] = double(rb);
+    z[2] = m.height;
+    z[3] = double(count[node]);
+  }
+}
+
+template <class T>
+void linkage_impl(const T* X, int64_t n, int64_t d, LinkageMethod method, Metric metric,
+                  double* Z) {
+  const char* op = "linkage";
+  if (n < 2 || d < 1)
+    throw std::invalid_argument(std::string(op) + ": X must have at least 2 rows and 1 column, got " +
+                                std::to_string(n) + " x " + std::to_string(d));
+  if (method == LinkageMethod::ward && metric != Metric::euclidean)
+    throw std::invalid_argument(std::string(op) + ": Ward linkage needs the euclidean metric");
+  std::vector<double> R = rows_as_double(X, n, d, metric);
+  std::vector<Merge> merges;
+  switch (method) {
+    case LinkageMethod::ward:
+      merges = ward_nn_chain(R, n, d);
+      break;
+    case LinkageMethod::single:
+      switch (metric) {
+        case Metric::euclidean: merges = single_prim<Metric::euclidean>(R, n, d); break;
+        case Metric::sqeuclidean: merges = single_prim<Metric::sqeuclidean>(R, n, d); break;
+        case Metric::manhattan: merges = single_prim<Metric::manhattan>(R, n, d); break;
+        case Metric::cosine: merges = single_prim<Metric::cosine>(R, n, d); break;
+      }
+      break;
+    case LinkageMethod::average:
+    case LinkageMethod::complete:
+      merges = pairwise_nn_chain(R, n, d, method, metric);
+      break;
+  }
+  label_merges(merges, n, method != LinkageMethod::single, Z);
+}
+
+}  // namespace
+
+LinkageMethod parse_linkage_method(const std::string& name, const char* op) {
+  if (name == "ward") return LinkageMethod::ward;
+  if (name == "complete") return LinkageMethod::complete;
+  if (name == "average") return LinkageMethod::average;
+  if (name == "single") return LinkageMethod::single;
+  throw std::invalid_argument(std::string(op) +
+                              ": method must be one of 'ward', 'complete', 'average', 'single', "
+                              "got '" + name + "'");
+}
+
+void linkage(const float* X, int64_t n, int64_t n_features, LinkageMethod method, Metric metric,
+             double* Z) {
+  linkage_impl(X, n, n_features, method, metric, Z);
+}
+
+void linkage(const double* X, int64_t n, int64_t n_features, LinkageMethod method,
+             Metric metric, double* Z) {
+  linkage_impl(X, n, n_features, method, metric, Z);
+}
+
+}  // namespace fastlatent::cpu
