@@ -27,6 +27,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -147,24 +151,115 @@ std::vector<double> rows_as_double(const T* X, int64_t n, int64_t d, Metric metr
   return R;
 }
 
-// The minimum by (value, id) of scan(begin, end) over static chunks of [0, count), one per
-// thread, combined in thread order: the same answer for any thread count. scan returns the
-// minimum Candidate of its chunk (it may update state in it: Prim's distances to the tree).
-// `partial` has omp_get_max_threads() entries.
-template <class F>
-Candidate parallel_min(int64_t count, int64_t work_per_item, std::vector<Candidate>& partial,
-                       const F& scan) {
-  std::fill(partial.begin(), partial.end(), Candidate{kInf, kNoId});
-#pragma omp parallel if (count * work_per_item >= kParallelWork)
-  {
-    const int64_t n_threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    partial[thread] = scan(count * thread / n_threads, count * (thread + 1) / n_threads);
+// A team of threads for the many short scans of one clustering (a chain step, a Prim step: a
+// few hundred microseconds each). An OpenMP region per scan would cost little on idle cores,
+// but where other processes share the cores a region waits at its barrier for a descheduled
+// thread, every time (measured: Ward of 20,000 x 64 took 188 s on 2 threads at load 6, 12 s on
+// one). So the team lives for the whole clustering: thread 0 drives the algorithm, and every
+// thread claims chunks of each scan through an atomic counter; when a thread is descheduled,
+// the driver computes its chunks itself and waits only for a chunk already claimed. Per-chunk
+// results are kept by chunk, so the answer never depends on who computed what.
+class ScanTeam {
+ public:
+  using Scan = std::function<Candidate(int64_t, int64_t)>;
+
+  explicit ScanTeam(int n_threads) : n_threads_(std::max(1, n_threads)) {}
+
+  // Runs body() on thread 0 while the other threads serve its scans; rethrows its exception.
+  template <class Body>
+  void run(const Body& body) {
+    if (n_threads_ == 1) {
+      body();
+      return;
+    }
+    std::exception_ptr error;
+#pragma omp parallel num_threads(n_threads_)
+    {
+      if (omp_get_thread_num() == 0) {
+        try {
+          body();
+        } catch (...) {
+          error = std::current_exception();
+        }
+        stop_.store(true, std::memory_order_release);
+      } else {
+        serve();
+      }
+    }
+    if (error) std::rethrow_exception(error);
   }
-  Candidate best{kInf, kNoId};
-  for (const Candidate& c : partial)
-    if (before(c, best)) best = c;
-  return best;
-}
+
+  // The minimum by (value, id) of scan(begin, end) over chunks of [0, count); scan may update
+  // state in its chunk. work_per_item: multiply-adds per item, to size the chunks.
+  Candidate min(int64_t count, int64_t work_per_item, const Scan& scan) {
+    const int64_t chunk = std::max<int64_t>(64, kChunkWork / std::max<int64_t>(1, work_per_item));
+    const int64_t n_chunks = (count + chunk - 1) / chunk;
+    if (n_threads_ == 1 || n_chunks <= 1) return scan(0, count);
+    if (int64_t(results_.size()) < n_chunks) results_.resize(n_chunks);
+    scan_ = &scan;
+    count_ = count;
+    chunk_ = chunk;
+    n_chunks_ = n_chunks;
+    done_.store(0, std::memory_order_relaxed);
+    ++epoch_;
+    claim_.store(epoch_ << 32, std::memory_order_release);  // publishes the fields above
+    work(epoch_);
+    for (int spins = 0; done_.load(std::memory_order_acquire) < n_chunks; ++spins) pause(spins);
+    Candidate best{kInf, kNoId};
+    for (int64_t c = 0; c < n_chunks; ++c)
+      if (before(results_[c], best)) best = results_[c];
+    return best;
+  }
+
+ private:
+  static constexpr int64_t kChunkWork = int64_t(1) << 14;
+
+  static void pause(int spins) {
+    if (spins < 256)
+      __builtin_ia32_pause();
+    else
+      std::this_thread::yield();
+  }
+
+  // Claims and computes chunks of scan `epoch` until none is left (or a newer scan started).
+  void work(uint64_t epoch) {
+    uint64_t seen = claim_.load(std::memory_order_acquire);
+    while (true) {
+      if ((seen >> 32) != epoch || int64_t(seen & 0xffffffffu) >= n_chunks_) return;
+      if (!claim_.compare_exchange_weak(seen, seen + 1, std::memory_order_acq_rel)) continue;
+      // The driver waits for this chunk, so the scan's fields stay valid until done_ counts it.
+      const int64_t c = int64_t(seen & 0xffffffffu);
+      const int64_t begin = c * chunk_, end = std::min(count_, begin + chunk_);
+      results_[c] = (*scan_)(begin, end);
+      done_.fetch_add(1, std::memory_order_release);
+      seen = claim_.load(std::memory_order_acquire);
+    }
+  }
+
+  void serve() {
+    uint64_t served = 0;
+    for (int spins = 0;; ++spins) {
+      if (stop_.load(std::memory_order_acquire)) return;
+      const uint64_t epoch = claim_.load(std::memory_order_acquire) >> 32;
+      if (epoch != served) {
+        served = epoch;
+        work(epoch);
+        spins = 0;
+      } else {
+        pause(spins);
+      }
+    }
+  }
+
+  const int n_threads_;
+  uint64_t epoch_ = 0;                      // driver only
+  std::atomic<uint64_t> claim_{0};          // (epoch << 32) | next chunk
+  std::atomic<int64_t> done_{0};            // chunks finished in this epoch
+  std::atomic<bool> stop_{false};
+  const Scan* scan_ = nullptr;
+  int64_t count_ = 0, chunk_ = 1, n_chunks_ = 0;
+  std::vector<Candidate> results_;
+};
 
 // Rows per call of distances_to_rows inside a scan: a small buffer on the stack.
 constexpr int64_t kScanBlock = 64;
@@ -174,13 +269,12 @@ inline double ward_weight(double na, double nb) { return na * nb / (na + nb); }
 
 // Ward by the nearest-neighbour chain over centroids (see the file comment). C is X in double,
 // row i in slot i; it is overwritten.
-std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d) {
+std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, ScanTeam& team) {
   std::vector<double> size(n, 1.0);  // by slot
   std::vector<int64_t> id_of(n), slot_of(n);
   std::iota(id_of.begin(), id_of.end(), 0);
   std::iota(slot_of.begin(), slot_of.end(), 0);
   std::vector<char> active(n, 1);  // by id
-  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
   std::vector<int64_t> chain;
   chain.reserve(n);
   std::vector<Merge> merges;
@@ -204,7 +298,7 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d) {
       const int64_t sx = slot_of[x];
       const double* cx = &C[size_t(sx) * d];
       const double nx = size[sx];
-      Candidate best = parallel_min(n_active, 3 * d, partial, [&](int64_t begin, int64_t end) {
+      Candidate best = team.min(n_active, d, [&](int64_t begin, int64_t end) {
         Candidate local{kInf, kNoId};
         double squared[kScanBlock];
         for (int64_t b = begin; b < end; b += kScanBlock) {
@@ -256,13 +350,12 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d) {
 // Single linkage by Prim's algorithm (see the file comment). R is X in double (normalised rows
 // for cosine), row i in slot i; it is overwritten.
 template <Metric M>
-std::vector<Merge> single_prim(std::vector<double>& R, int64_t n, int64_t d) {
+std::vector<Merge> single_prim(std::vector<double>& R, int64_t n, int64_t d, ScanTeam& team) {
   std::vector<double> to_tree(n, kInf);  // by slot: distance to the tree
   std::vector<int64_t> id_of(n), slot_of(n);
   std::iota(id_of.begin(), id_of.end(), 0);
   std::iota(slot_of.begin(), slot_of.end(), 0);
   std::vector<double> newest(d);
-  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
   std::vector<Merge> merges;
   merges.reserve(n - 1);
   int64_t count = n;  // rows not in the tree occupy slots [0, count)
@@ -279,7 +372,7 @@ std::vector<Merge> single_prim(std::vector<double>& R, int64_t n, int64_t d) {
     }
     --count;
     const double* c = newest.data();
-    const Candidate best = parallel_min(count, 3 * d, partial, [&](int64_t begin, int64_t end) {
+    const Candidate best = team.min(count, d, [&](int64_t begin, int64_t end) {
       Candidate local{kInf, kNoId};
       double distance[kScanBlock];
       for (int64_t b = begin; b < end; b += kScanBlock) {
@@ -309,25 +402,29 @@ void fill_condensed(const std::vector<double>& R, int64_t n, int64_t d, double* 
   }
 }
 
-// Average or complete linkage by the nearest-neighbour chain over the condensed matrix.
-std::vector<Merge> pairwise_nn_chain(std::vector<double>& R, int64_t n, int64_t d,
-                                     LinkageMethod method, Metric metric) {
-  const size_t n_pairs = size_t(n) * size_t(n - 1) / 2;
-  std::vector<double> D(n_pairs);  // std::bad_alloc (MemoryError) when it cannot fit
-  auto index = [n](int64_t i, int64_t j) {  // i < j
-    return size_t(n) * size_t(i) - size_t(i) * size_t(i + 1) / 2 + size_t(j - i - 1);
-  };
+// The condensed distance matrix of the rows of R; std::bad_alloc (MemoryError) when it cannot
+// fit (the Python layer checks the memory available first).
+std::vector<double> condensed_distances(const std::vector<double>& R, int64_t n, int64_t d,
+                                        Metric metric) {
+  std::vector<double> D(size_t(n) * size_t(n - 1) / 2);
   switch (metric) {
     case Metric::euclidean: fill_condensed<Metric::euclidean>(R, n, d, D.data()); break;
     case Metric::sqeuclidean: fill_condensed<Metric::sqeuclidean>(R, n, d, D.data()); break;
     case Metric::manhattan: fill_condensed<Metric::manhattan>(R, n, d, D.data()); break;
     case Metric::cosine: fill_condensed<Metric::cosine>(R, n, d, D.data()); break;
   }
-  std::vector<double>().swap(R);  // the rows are not needed any more
+  return D;
+}
 
+// Average or complete linkage by the nearest-neighbour chain over the condensed matrix D,
+// updated in place by the Lance-Williams formula.
+std::vector<Merge> pairwise_nn_chain(std::vector<double>& D, int64_t n, LinkageMethod method,
+                                     ScanTeam& team) {
+  auto index = [n](int64_t i, int64_t j) {  // i < j
+    return size_t(n) * size_t(i) - size_t(i) * size_t(i + 1) / 2 + size_t(j - i - 1);
+  };
   auto at = [&](int64_t i, int64_t j) -> double& { return i < j ? D[index(i, j)] : D[index(j, i)]; };
   std::vector<double> size(n, 1.0);  // by id; 0 once merged away
-  std::vector<Candidate> partial(std::max(1, omp_get_max_threads()));
   std::vector<int64_t> chain;
   chain.reserve(n);
   std::vector<Merge> merges;
@@ -342,7 +439,7 @@ std::vector<Merge> pairwise_nn_chain(std::vector<double>& R, int64_t n, int64_t 
     double best_distance;
     while (true) {
       x = chain.back();
-      Candidate best = parallel_min(n, 4, partial, [&](int64_t begin, int64_t end) {
+      Candidate best = team.min(n, 4, [&](int64_t begin, int64_t end) {
         Candidate local{kInf, kNoId};
         for (int64_t i = begin; i < end; ++i) {
           if (size[i] == 0.0 || i == x) continue;
@@ -366,14 +463,16 @@ std::vector<Merge> pairwise_nn_chain(std::vector<double>& R, int64_t n, int64_t 
     const int64_t a = std::min(x, y), b = std::max(x, y);
     merges.push_back({a, b, best_distance});
     const double na = size[a], nb = size[b];
-#pragma omp parallel for schedule(static) if (n >= 4096)
-    for (int64_t i = 0; i < n; ++i) {
-      if (size[i] == 0.0 || i == a || i == b) continue;
-      const double to_a = at(i, a);
-      double& to_b = at(i, b);
-      to_b = method == LinkageMethod::average ? (na * to_a + nb * to_b) / (na + nb)
-                                              : std::max(to_a, to_b);
-    }
+    team.min(n, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        if (size[i] == 0.0 || i == a || i == b) continue;
+        const double to_a = at(i, a);
+        double& to_b = at(i, b);
+        to_b = method == LinkageMethod::average ? (na * to_a + nb * to_b) / (na + nb)
+                                                : std::max(to_a, to_b);
+      }
+      return Candidate{kInf, kNoId};
+    });
     size[b] = na + nb;
     size[a] = 0.0;
   }
@@ -421,24 +520,34 @@ void linkage_impl(const T* X, int64_t n, int64_t d, LinkageMethod method, Metric
   if (method == LinkageMethod::ward && metric != Metric::euclidean)
     throw std::invalid_argument(std::string(op) + ": Ward linkage needs the euclidean metric");
   std::vector<double> R = rows_as_double(X, n, d, metric);
-  std::vector<Merge> merges;
-  switch (method) {
-    case LinkageMethod::ward:
-      merges = ward_nn_chain(R, n, d);
-      break;
-    case LinkageMethod::single:
-      switch (metric) {
-        case Metric::euclidean: merges = single_prim<Metric::euclidean>(R, n, d); break;
-        case Metric::sqeuclidean: merges = single_prim<Metric::sqeuclidean>(R, n, d); break;
-        case Metric::manhattan: merges = single_prim<Metric::manhattan>(R, n, d); break;
-        case Metric::cosine: merges = single_prim<Metric::cosine>(R, n, d); break;
-      }
-      break;
-    case LinkageMethod::average:
-    case LinkageMethod::complete:
-      merges = pairwise_nn_chain(R, n, d, method, metric);
-      break;
+  std::vector<double> D;
+  if (method == LinkageMethod::average || method == LinkageMethod::complete) {
+    D = condensed_distances(R, n, d, metric);
+    std::vector<double>().swap(R);  // the rows are not needed any more
   }
+  // One team for all the scans when they are long enough to share (see ScanTeam).
+  const bool share = n * (D.empty() ? d : 4) >= kParallelWork;
+  ScanTeam team(share ? omp_get_max_threads() : 1);
+  std::vector<Merge> merges;
+  team.run([&] {
+    switch (method) {
+      case LinkageMethod::ward:
+        merges = ward_nn_chain(R, n, d, team);
+        break;
+      case LinkageMethod::single:
+        switch (metric) {
+          case Metric::euclidean: merges = single_prim<Metric::euclidean>(R, n, d, team); break;
+          case Metric::sqeuclidean: merges = single_prim<Metric::sqeuclidean>(R, n, d, team); break;
+          case Metric::manhattan: merges = single_prim<Metric::manhattan>(R, n, d, team); break;
+          case Metric::cosine: merges = single_prim<Metric::cosine>(R, n, d, team); break;
+        }
+        break;
+      case LinkageMethod::average:
+      case LinkageMethod::complete:
+        merges = pairwise_nn_chain(D, n, method, team);
+        break;
+    }
+  });
   label_merges(merges, n, method != LinkageMethod::single, Z);
 }
 
