@@ -48,6 +48,9 @@ constexpr int64_t kNoId = std::numeric_limits<int64_t>::max();
 // microseconds on an idle machine (far more when other processes share the cores and a thread
 // waits for a descheduled one), about what 128k multiply-adds take.
 constexpr int64_t kParallelWork = int64_t(1) << 17;
+// Work of one item of a condensed-matrix scan, in multiply-adds: a strided read, mostly a
+// cache miss.
+constexpr int64_t kCondensedWork = 16;
 
 struct Candidate {
   double value;
@@ -267,20 +270,72 @@ constexpr int64_t kScanBlock = 64;
 // The Ward weight n_a n_b / (n_a + n_b); symmetric to the last bit.
 inline double ward_weight(double na, double nb) { return na * nb / (na + nb); }
 
+// Squared euclidean distances from x to four rows in float32 (the Ward screening pass).
+inline void squared_distances4_float(const float* x, const float* r0, const float* r1,
+                                     const float* r2, const float* r3, int64_t d, float out[4]) {
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t j = 0; j < d; ++j) {
+    const float xj = x[j];
+    const float t0 = xj - r0[j], t1 = xj - r1[j], t2 = xj - r2[j], t3 = xj - r3[j];
+    a0 += t0 * t0;
+    a1 += t1 * t1;
+    a2 += t2 * t2;
+    a3 += t3 * t3;
+  }
+  out[0] = a0;
+  out[1] = a1;
+  out[2] = a2;
+  out[3] = a3;
+}
+
 // Ward by the nearest-neighbour chain over centroids (see the file comment). C is X in double,
 // row i in slot i; it is overwritten.
+//
+// Each nearest-neighbour search screens in float32 and decides in double. The centroids are
+// centred and scaled by a power of two (exact, and Ward's merges do not change) so that every
+// value is at most 1 in magnitude; a float32 copy F of the centroids is scanned (half the bytes
+// of the double scan, twice the SIMD width), giving for every cluster an interval that holds its
+// exact double cost: the float32 rounding of F, of each difference and square, and of the sum
+// are bounded by u = 2^-24 (see `error` below). Only clusters whose lower end is within the
+// smallest upper end are then costed in double, so the nearest neighbour, ties included, is the
+// one an all-double scan finds.
 std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, ScanTeam& team) {
+  // Centre and scale: at most 1 in magnitude, by a power of two.
+  std::vector<double> mean(d, 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) mean[j] += C[size_t(i) * d + j];
+  for (int64_t j = 0; j < d; ++j) mean[j] /= double(n);
+  double largest = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) {
+      C[size_t(i) * d + j] -= mean[j];
+      largest = std::max(largest, std::abs(C[size_t(i) * d + j]));
+    }
+  int exponent = 0;
+  if (largest > 0.0) std::frexp(largest, &exponent);  // largest < 2^exponent
+  for (double& value : C) value = std::ldexp(value, -exponent);
+
   std::vector<double> size(n, 1.0);  // by slot
   std::vector<int64_t> id_of(n), slot_of(n);
   std::iota(id_of.begin(), id_of.end(), 0);
   std::iota(slot_of.begin(), slot_of.end(), 0);
   std::vector<char> active(n, 1);  // by id
+  std::vector<float> F(C.begin(), C.end());
+  std::vector<double> norm(n), lower(n);  // by slot: ||C_s||, lower end of the cost to x
+  for (int64_t s = 0; s < n; ++s) norm[s] = std::sqrt(dot(&C[size_t(s) * d], &C[size_t(s) * d], d));
   std::vector<int64_t> chain;
   chain.reserve(n);
   std::vector<Merge> merges;
   merges.reserve(n - 1);
   int64_t n_active = n, first_active = 0;
 
+  constexpr double u = 1.0 / (1 << 24);
+  // The float32 sum of d squares is within (d + 2) u of the sum of the squared float32
+  // differences (relative: every term is positive); a subnormal square loses at most 2^-149.
+  const double sum_error = double(d + 2) * u, underflow = double(d) * 0x1p-149;
+  const double error_scale = 2.0 * (1.0 + 2.0 * u) * u, error_floor = 4e-45 * double(d);
+  constexpr double eta = 1.0 / 4096;  // slack of the bounds: candidates within ~0.05% are costed
   auto cost = [&](int64_t slot_x, int64_t slot) {
     return ward_weight(size[slot], size[slot_x]) *
            distance_one<Metric::sqeuclidean>(&C[size_t(slot_x) * d], &C[size_t(slot) * d], d);
@@ -296,22 +351,50 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     while (true) {
       x = chain.back();
       const int64_t sx = slot_of[x];
-      const double* cx = &C[size_t(sx) * d];
-      const double nx = size[sx];
-      Candidate best = team.min(n_active, d, [&](int64_t begin, int64_t end) {
-        Candidate local{kInf, kNoId};
-        double squared[kScanBlock];
+      const float* fx = &F[size_t(sx) * d];
+      const double nx = size[sx], norm_x = norm[sx];
+      // Screening: the smallest upper end of the cost interval; lower ends kept per slot.
+      // Without square roots, (a +- e)^2 is bounded by a^2 (1 +- eta) + e^2 (1 +- 1/eta).
+      const Candidate bound = team.min(n_active, d / 2, [&](int64_t begin, int64_t end) {
+        double smallest = kInf;
+        float squared[kScanBlock + 4];
+        double upper[kScanBlock];
         for (int64_t b = begin; b < end; b += kScanBlock) {
           const int64_t e = std::min(end, b + kScanBlock);
-          distances_to_rows<Metric::sqeuclidean>(cx, C.data(), b, e, d, squared);
-          for (int64_t s = b; s < e; ++s) {
-            if (s == sx) continue;
-            const Candidate c{ward_weight(size[s], nx) * squared[s - b], id_of[s]};
-            if (before(c, local)) local = c;
+          for (int64_t s = b; s < e; s += 4) {
+            const int64_t m = std::min<int64_t>(4, e - s);
+            const float* r = &F[size_t(s) * d];
+            squared_distances4_float(fx, r, m > 1 ? r + d : r, m > 2 ? r + 2 * d : r,
+                                     m > 3 ? r + 3 * d : r, d, &squared[s - b]);
           }
+#pragma omp simd
+          for (int64_t slot = b; slot < e; ++slot) {
+            // ||F_s - F_x|| (float32 differences) is within `error` of ||C_s - C_x||: each
+            // coordinate of F is within u |C| and each float32 difference within u of itself.
+            const double error = error_scale * (norm[slot] + norm_x) + error_floor;
+            const double error2 = error * error;
+            const double sq = double(squared[slot - b]);
+            const double w = ward_weight(size[slot], nx);
+            const double low = (sq * (1.0 - sum_error) - underflow) * (1.0 - eta) - error2 * (1.0 / eta - 1.0);
+            const double high = (sq * (1.0 + 2.0 * sum_error) + underflow) * (1.0 + eta) + error2 * (1.0 + 1.0 / eta);
+            lower[slot] = w * std::max(0.0, low) * (1.0 - 1e-12);
+            upper[slot - b] = w * high * (1.0 + 1e-12);
+          }
+          if (sx >= b && sx < e) {
+            lower[sx] = kInf;
+            upper[sx - b] = kInf;
+          }
+          for (int64_t t = 0; t < e - b; ++t) smallest = std::min(smallest, upper[t]);
         }
-        return local;
+        return Candidate{smallest, 0};
       });
+      // Decision in double among the clusters that may beat the smallest upper end.
+      Candidate best{kInf, kNoId};
+      for (int64_t slot = 0; slot < n_active; ++slot) {
+        if (lower[slot] > bound.value) continue;
+        const Candidate c{cost(sx, slot), id_of[slot]};
+        if (before(c, best)) best = c;
+      }
       if (chain.size() > 1) {  // SciPy keeps the previous element unless another is closer
         const int64_t previous = chain[chain.size() - 2];
         const double to_previous = cost(sx, slot_of[previous]);
@@ -325,18 +408,24 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     chain.pop_back();
     chain.pop_back();
     const int64_t a = std::min(x, y), b = std::max(x, y);
-    merges.push_back({a, b, std::sqrt(2.0 * best_cost)});
+    merges.push_back({a, b, std::ldexp(std::sqrt(2.0 * best_cost), exponent)});
 
     // The merged cluster takes b's id (SciPy's convention); a's slot gets the last slot.
     const int64_t sa = slot_of[a], sb = slot_of[b];
     const double na = size[sa], nb = size[sb];
     double* ca = &C[size_t(sa) * d];
     double* cb = &C[size_t(sb) * d];
-    for (int64_t j = 0; j < d; ++j) cb[j] = (na * ca[j] + nb * cb[j]) / (na + nb);
+    for (int64_t j = 0; j < d; ++j) {
+      cb[j] = (na * ca[j] + nb * cb[j]) / (na + nb);
+      F[size_t(sb) * d + j] = float(cb[j]);
+    }
+    norm[sb] = std::sqrt(dot(cb, cb, d));
     size[sb] = na + nb;
     const int64_t last = n_active - 1;
     if (sa != last) {
       std::memcpy(ca, &C[size_t(last) * d], sizeof(double) * size_t(d));
+      std::memcpy(&F[size_t(sa) * d], &F[size_t(last) * d], sizeof(float) * size_t(d));
+      norm[sa] = norm[last];
       size[sa] = size[last];
       id_of[sa] = id_of[last];
       slot_of[id_of[sa]] = sa;
@@ -439,7 +528,7 @@ std::vector<Merge> pairwise_nn_chain(std::vector<double>& D, int64_t n, LinkageM
     double best_distance;
     while (true) {
       x = chain.back();
-      Candidate best = team.min(n, 4, [&](int64_t begin, int64_t end) {
+      Candidate best = team.min(n, kCondensedWork, [&](int64_t begin, int64_t end) {
         Candidate local{kInf, kNoId};
         for (int64_t i = begin; i < end; ++i) {
           if (size[i] == 0.0 || i == x) continue;
@@ -463,7 +552,7 @@ std::vector<Merge> pairwise_nn_chain(std::vector<double>& D, int64_t n, LinkageM
     const int64_t a = std::min(x, y), b = std::max(x, y);
     merges.push_back({a, b, best_distance});
     const double na = size[a], nb = size[b];
-    team.min(n, 4, [&](int64_t begin, int64_t end) {
+    team.min(n, kCondensedWork, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         if (size[i] == 0.0 || i == a || i == b) continue;
         const double to_a = at(i, a);
@@ -526,7 +615,7 @@ void linkage_impl(const T* X, int64_t n, int64_t d, LinkageMethod method, Metric
     std::vector<double>().swap(R);  // the rows are not needed any more
   }
   // One team for all the scans when they are long enough to share (see ScanTeam).
-  const bool share = n * (D.empty() ? d : 4) >= kParallelWork;
+  const bool share = n * (D.empty() ? d : kCondensedWork) >= kParallelWork;
   ScanTeam team(share ? omp_get_max_threads() : 1);
   std::vector<Merge> merges;
   team.run([&] {

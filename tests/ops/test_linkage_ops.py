@@ -176,3 +176,42 @@ def test_bad_method_and_metric():
     X[3] = 0
     with pytest.raises(ValueError, match="zero vectors"):
         fastlatent.linkage(X, "average", "cosine")
+
+
+@pytest.mark.parametrize("method", ["ward", "single"])
+def test_large_enough_to_share_scans_between_threads(backend, method):
+    # 2,100 x 64: the native scans are split between threads past 2^17 multiply-adds.
+    needs_linkage(backend)
+    X = data(2100, 64, np.float64, seed=3)
+    Z = ops.linkage(X, method, backend=backend)
+    expected = hierarchy.linkage(X, method)
+    assert_same_tree(Z, expected)
+
+
+def test_average_large_enough_to_share_scans(backend):
+    # 8,300 rows: the cpu backend's condensed-matrix scans are split between threads.
+    if backend != "cpu":
+        pytest.skip("only the cpu backend splits scans between threads")
+    needs_linkage(backend)
+    X = data(8300, 3, np.float64, seed=4)
+    Z = ops.linkage(X, "average", backend=backend)
+    expected = hierarchy.linkage(X, "average")
+    assert_same_tree(Z, expected)
+
+
+@pytest.mark.parametrize("transform", ["tiny", "huge", "far", "one_far_row"])
+def test_ward_at_every_scale_and_offset(backend, transform):
+    # Ward screens in float32 after centring and scaling by a power of two: the merges must
+    # not change at any scale or offset (SciPy works in float64 throughout).
+    needs_linkage(backend)
+    X = data(400, 16, np.float64, seed=5)
+    X = {
+        "tiny": X * 1e-150,
+        "huge": X * 1e100,
+        "far": X + 1e4,
+        "one_far_row": np.vstack([X, np.full((1, 16), 1e6)]),
+    }[transform]
+    Z = ops.linkage(X, "ward", backend=backend)
+    expected = hierarchy.linkage(X, "ward")
+    assert_array_equal(sorted_pairs(Z)[:, [0, 1, 3]], sorted_pairs(expected)[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], expected[:, 2], rtol=RTOL)
