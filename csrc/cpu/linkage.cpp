@@ -26,6 +26,10 @@
 
 #include <omp.h>
 
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -270,9 +274,66 @@ constexpr int64_t kScanBlock = 64;
 // The Ward weight n_a n_b / (n_a + n_b); symmetric to the last bit.
 inline double ward_weight(double na, double nb) { return na * nb / (na + nb); }
 
-// Squared euclidean distances from x to four rows in float32 (the Ward screening pass).
-inline void squared_distances4_float(const float* x, const float* r0, const float* r1,
-                                     const float* r2, const float* r3, int64_t d, float out[4]) {
+// The Ward screening pass reads a low-precision copy of the centroids: half precision where the
+// CPU converts it in hardware (F16C: a quarter of the bytes of a double scan), else float32.
+// kScreenUnit bounds the relative rounding of a stored value (including double -> float ->
+// half), kScreenFloor the absolute rounding of a subnormal one.
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+using ScreenValue = uint16_t;
+constexpr double kScreenUnit = 0x1p-11 + 0x1p-23;
+constexpr double kScreenFloor = 0x1p-25;
+inline ScreenValue to_screen(double v) {
+  return _cvtss_sh(float(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+inline float from_screen(ScreenValue h) { return _cvtsh_ss(h); }
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
+}
+
+// Squared euclidean distances from the float32 row x to four half-precision rows, in float32.
+inline void screen_distances4(const float* x, const ScreenValue* r0, const ScreenValue* r1,
+                              const ScreenValue* r2, const ScreenValue* r3, int64_t d,
+                              float out[4]) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + j);
+    const __m256 t0 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j))));
+    const __m256 t1 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j))));
+    const __m256 t2 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j))));
+    const __m256 t3 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j))));
+    a0 = _mm256_fmadd_ps(t0, t0, a0);
+    a1 = _mm256_fmadd_ps(t1, t1, a1);
+    a2 = _mm256_fmadd_ps(t2, t2, a2);
+    a3 = _mm256_fmadd_ps(t3, t3, a3);
+  }
+  float s0 = horizontal_sum(a0), s1 = horizontal_sum(a1), s2 = horizontal_sum(a2),
+        s3 = horizontal_sum(a3);
+  for (; j < d; ++j) {
+    const float t0 = x[j] - from_screen(r0[j]), t1 = x[j] - from_screen(r1[j]);
+    const float t2 = x[j] - from_screen(r2[j]), t3 = x[j] - from_screen(r3[j]);
+    s0 += t0 * t0;
+    s1 += t1 * t1;
+    s2 += t2 * t2;
+    s3 += t3 * t3;
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+#else
+using ScreenValue = float;
+constexpr double kScreenUnit = 0x1p-24;
+constexpr double kScreenFloor = 0x1p-150;
+inline ScreenValue to_screen(double v) { return float(v); }
+
+// Squared euclidean distances from the float32 row x to four float32 rows, in float32.
+inline void screen_distances4(const float* x, const float* r0, const float* r1, const float* r2,
+                              const float* r3, int64_t d, float out[4]) {
   float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
   for (int64_t j = 0; j < d; ++j) {
@@ -288,16 +349,17 @@ inline void squared_distances4_float(const float* x, const float* r0, const floa
   out[2] = a2;
   out[3] = a3;
 }
+#endif
 
 // Ward by the nearest-neighbour chain over centroids (see the file comment). C is X in double,
 // row i in slot i; it is overwritten.
 //
-// Each nearest-neighbour search screens in float32 and decides in double. The centroids are
-// centred and scaled by a power of two (exact, and Ward's merges do not change) so that every
-// value is at most 1 in magnitude; a float32 copy F of the centroids is scanned (half the bytes
-// of the double scan, twice the SIMD width), giving for every cluster an interval that holds its
-// exact double cost: the float32 rounding of F, of each difference and square, and of the sum
-// are bounded by u = 2^-24 (see `error` below). Only clusters whose lower end is within the
+// Each nearest-neighbour search screens in low precision and decides in double. The centroids
+// are centred and scaled by a power of two (exact, and Ward's merges do not change) so that
+// every value is at most 1 in magnitude; a half-precision copy H of the centroids (float32
+// without F16C) is scanned against the float32 query, giving for every cluster an interval
+// that holds its exact double cost: the rounding of H (kScreenUnit, kScreenFloor), of the
+// query, of each float32 difference and square and of the sum are all bounded (see `error`). Only clusters whose lower end is within the
 // smallest upper end are then costed in double, so the nearest neighbour, ties included, is the
 // one an all-double scan finds.
 std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, ScanTeam& team) {
@@ -321,7 +383,9 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
   std::iota(id_of.begin(), id_of.end(), 0);
   std::iota(slot_of.begin(), slot_of.end(), 0);
   std::vector<char> active(n, 1);  // by id
-  std::vector<float> F(C.begin(), C.end());
+  std::vector<ScreenValue> H(C.size());
+  for (size_t i = 0; i < C.size(); ++i) H[i] = to_screen(C[i]);
+  std::vector<float> query(d);
   std::vector<double> norm(n), lower(n);  // by slot: ||C_s||, lower end of the cost to x
   for (int64_t s = 0; s < n; ++s) norm[s] = std::sqrt(dot(&C[size_t(s) * d], &C[size_t(s) * d], d));
   std::vector<int64_t> chain;
@@ -333,8 +397,13 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
   constexpr double u = 1.0 / (1 << 24);
   // The float32 sum of d squares is within (d + 2) u of the sum of the squared float32
   // differences (relative: every term is positive); a subnormal square loses at most 2^-149.
-  const double sum_error = double(d + 2) * u, underflow = double(d) * 0x1p-149;
-  const double error_scale = 2.0 * (1.0 + 2.0 * u) * u, error_floor = 4e-45 * double(d);
+  // (d + 4) u also covers the float32 rounding of each difference, relative to itself.
+  const double sum_error = double(d + 4) * u, underflow = double(d) * 0x1p-149;
+  // ||H_s - query|| is within (kScreenUnit ||C_s|| + u ||C_x||) (1 + 1e-6) + error_floor of
+  // ||C_s - C_x||: every stored coordinate is within kScreenUnit |C| (+ kScreenFloor), every
+  // query coordinate within u |C|.
+  const double screen_scale = kScreenUnit * (1.0 + 1e-6), query_scale = u * (1.0 + 1e-6);
+  const double error_floor = 2.0 * kScreenFloor * std::sqrt(double(d)) + 4e-45 * double(d);
   constexpr double eta = 1.0 / 4096;  // slack of the bounds: candidates within ~0.05% are costed
   auto cost = [&](int64_t slot_x, int64_t slot) {
     return ward_weight(size[slot], size[slot_x]) *
@@ -351,7 +420,8 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     while (true) {
       x = chain.back();
       const int64_t sx = slot_of[x];
-      const float* fx = &F[size_t(sx) * d];
+      for (int64_t j = 0; j < d; ++j) query[j] = float(C[size_t(sx) * d + j]);
+      const float* fx = query.data();
       const double nx = size[sx], norm_x = norm[sx];
       // Screening: the smallest upper end of the cost interval; lower ends kept per slot.
       // Without square roots, (a +- e)^2 is bounded by a^2 (1 +- eta) + e^2 (1 +- 1/eta).
@@ -363,15 +433,15 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
           const int64_t e = std::min(end, b + kScanBlock);
           for (int64_t s = b; s < e; s += 4) {
             const int64_t m = std::min<int64_t>(4, e - s);
-            const float* r = &F[size_t(s) * d];
-            squared_distances4_float(fx, r, m > 1 ? r + d : r, m > 2 ? r + 2 * d : r,
+            const ScreenValue* r = &H[size_t(s) * d];
+            screen_distances4(fx, r, m > 1 ? r + d : r, m > 2 ? r + 2 * d : r,
                                      m > 3 ? r + 3 * d : r, d, &squared[s - b]);
           }
 #pragma omp simd
           for (int64_t slot = b; slot < e; ++slot) {
             // ||F_s - F_x|| (float32 differences) is within `error` of ||C_s - C_x||: each
             // coordinate of F is within u |C| and each float32 difference within u of itself.
-            const double error = error_scale * (norm[slot] + norm_x) + error_floor;
+            const double error = screen_scale * norm[slot] + query_scale * norm_x + error_floor;
             const double error2 = error * error;
             const double sq = double(squared[slot - b]);
             const double w = ward_weight(size[slot], nx);
@@ -417,14 +487,14 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     double* cb = &C[size_t(sb) * d];
     for (int64_t j = 0; j < d; ++j) {
       cb[j] = (na * ca[j] + nb * cb[j]) / (na + nb);
-      F[size_t(sb) * d + j] = float(cb[j]);
+      H[size_t(sb) * d + j] = to_screen(cb[j]);
     }
     norm[sb] = std::sqrt(dot(cb, cb, d));
     size[sb] = na + nb;
     const int64_t last = n_active - 1;
     if (sa != last) {
       std::memcpy(ca, &C[size_t(last) * d], sizeof(double) * size_t(d));
-      std::memcpy(&F[size_t(sa) * d], &F[size_t(last) * d], sizeof(float) * size_t(d));
+      std::memcpy(&H[size_t(sa) * d], &H[size_t(last) * d], sizeof(ScreenValue) * size_t(d));
       norm[sa] = norm[last];
       size[sa] = size[last];
       id_of[sa] = id_of[last];
