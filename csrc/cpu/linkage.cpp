@@ -6,22 +6,26 @@
 //   euclidean distance); the chain compares the cost n_a n_b / (n_a + n_b) ||c_a - c_b||^2.
 //   Centroids live in slots packed at the front of one [n x d] double array: a merged-away
 //   cluster's slot is filled by the last slot, so each nearest-neighbour search is one
-//   contiguous parallel scan over the active clusters. Memory: n*d doubles plus O(n).
-//   Cost: the chain makes about 2-3 searches per merge, each over the m clusters still active,
-//   so ~(2-3) * n^2/2 * d * 3 flops in all, reading m*d*8 bytes per search (from L3 while
-//   n*d*8 bytes fit there: 20,000 x 64 is 10 MB).
+//   contiguous scan over the active clusters. The scan reads a half-precision copy (float32
+//   without F16C) with proven error bounds and decides in double among the few clusters the
+//   bounds cannot rule out (see ward_nn_chain). Memory: n*d doubles + n*d halves + O(n).
+//   Cost: the chain makes about 3 searches per merge, each over the m clusters still active,
+//   ~3 n^2/2 distance evaluations of d multiply-adds in all (3.8e10 at 20,000 x 64), reading
+//   m*d*2 bytes per search.
 // - single: Prim's minimum spanning tree from row 0. Each step computes the distances from the
 //   row added last to every row not yet in the tree (on the fly: no matrix), lowers their
 //   distance to the tree and takes the nearest (lowest id among equals). Rows not in the tree
-//   are packed at the front of a double copy of X, so the scan is contiguous and parallel.
-//   Memory: n*d doubles plus O(n). Cost: n^2/2 distances of 3d flops.
+//   are packed at the front of a double copy of X, so the scan is contiguous. Euclidean and
+//   sqeuclidean screen a half-precision copy as Ward does (single_prim_screened). Memory:
+//   n*d doubles (+ n*d halves) plus O(n). Cost: n^2/2 distances of d multiply-adds.
 // - average, complete: the nearest-neighbour chain over the condensed distance matrix (SciPy's
 //   pdist layout, n(n-1)/2 doubles), updated by the Lance-Williams formula. Cost: n^2/2
 //   distances to fill it, then O(n) scans and updates of a row (strided for the part before
 //   the diagonal).
 // Rows are merged in the chain's order, then sorted by height (stable) and numbered by a
 // union-find pass: SciPy's `label`. Everything is double whatever X's dtype, as in SciPy.
-// Thread count never changes the answer: every reduction is a (value, id) minimum.
+// Thread count never changes the answer: every reduction is a (value, id) minimum, and the
+// scans are shared between threads by ScanTeam.
 #include "cpu/linkage.hpp"
 
 #include <omp.h>
