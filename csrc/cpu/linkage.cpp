@@ -6,9 +6,9 @@
 //   euclidean distance); the chain compares the cost n_a n_b / (n_a + n_b) ||c_a - c_b||^2.
 //   Centroids live in slots packed at the front of one [n x d] double array: a merged-away
 //   cluster's slot is filled by the last slot, so each nearest-neighbour search is one
-//   contiguous scan over the active clusters. The scan reads a half-precision copy (float32
-//   without F16C) with proven error bounds and decides in double among the few clusters the
-//   bounds cannot rule out (see ward_nn_chain). Memory: n*d doubles + n*d halves + O(n).
+//   contiguous scan over the active clusters. The scan reads a 16-bit fixed-point copy with
+//   proven error bounds and decides in double among the few clusters the bounds cannot rule
+//   out (see ward_nn_chain). Memory: n*d doubles + n*d int16 + O(n).
 //   Cost: the chain makes about 3 searches per merge, each over the m clusters still active,
 //   ~3 n^2/2 distance evaluations of d multiply-adds in all (3.8e10 at 20,000 x 64), reading
 //   m*d*2 bytes per search.
@@ -16,8 +16,8 @@
 //   row added last to every row not yet in the tree (on the fly: no matrix), lowers their
 //   distance to the tree and takes the nearest (lowest id among equals). Rows not in the tree
 //   are packed at the front of a double copy of X, so the scan is contiguous. Euclidean and
-//   sqeuclidean screen a half-precision copy as Ward does (single_prim_screened). Memory:
-//   n*d doubles (+ n*d halves) plus O(n). Cost: n^2/2 distances of d multiply-adds.
+//   sqeuclidean screen a 16-bit fixed-point copy as Ward does (single_prim_screened).
+//   Memory: n*d doubles (+ n*d int16) plus O(n). Cost: n^2/2 distances of d multiply-adds.
 // - average, complete: the nearest-neighbour chain over the condensed distance matrix (SciPy's
 //   pdist layout, n(n-1)/2 doubles), updated by the Lance-Williams formula. Cost: n^2/2
 //   distances to fill it, then O(n) scans and updates of a row (strided for the part before
@@ -30,7 +30,7 @@
 
 #include <omp.h>
 
-#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -278,94 +278,94 @@ constexpr int64_t kScanBlock = 64;
 // The Ward weight n_a n_b / (n_a + n_b); symmetric to the last bit.
 inline double ward_weight(double na, double nb) { return na * nb / (na + nb); }
 
-// The Ward screening pass reads a low-precision copy of the centroids: half precision where the
-// CPU converts it in hardware (F16C: a quarter of the bytes of a double scan), else float32.
-// kScreenUnit bounds the relative rounding of a stored value (including double -> float ->
-// half), kScreenFloor the absolute rounding of a subnormal one.
-#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
-using ScreenValue = uint16_t;
-constexpr double kScreenUnit = 0x1p-11 + 0x1p-23;
-constexpr double kScreenFloor = 0x1p-25;
-inline ScreenValue to_screen(double v) {
-  return _cvtss_sh(float(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-}
-inline float from_screen(ScreenValue h) { return _cvtsh_ss(h); }
+// The screening passes (Ward's searches, Prim's steps on euclidean distances) read a 16-bit
+// fixed-point copy of the rows, centred and scaled into [-1, 1]: value v is stored as
+// round(v * kScreenScale). Differences of two stored values fit int16 and their squares,
+// summed in pairs (vpmaddwd), fit int32 exactly; the pair sums are accumulated in float32.
+// A quarter of the bytes of a double scan, and half the instructions of a half-precision one
+// (whose conversions bounded the scan). The rounding is absolute: each stored coordinate is
+// within 0.5 / kScreenScale of its value, so a distance is within sqrt(d) / kScreenScale of
+// the exact one (see ScreenBounds).
+using ScreenValue = int16_t;
+constexpr double kScreenScale = 16383.0;  // |difference| <= 32766: fits int16, its square pairs int32
+inline ScreenValue to_screen(double v) { return ScreenValue(std::lrint(v * kScreenScale)); }
 
+#if defined(__AVX2__)
 inline float horizontal_sum(__m256 v) {
   const __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));
   return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
 }
+#endif
 
-// Squared euclidean distances from the float32 row x to four half-precision rows, in float32.
-inline void screen_distances4(const float* x, const ScreenValue* r0, const ScreenValue* r1,
+// Squared distances (in stored units, kScreenScale^2 times the scaled ones) from x to four rows.
+inline void screen_distances4(const ScreenValue* x, const ScreenValue* r0, const ScreenValue* r1,
                               const ScreenValue* r2, const ScreenValue* r3, int64_t d,
                               float out[4]) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
   int64_t j = 0;
-  for (; j + 8 <= d; j += 8) {
-    const __m256 xv = _mm256_loadu_ps(x + j);
-    const __m256 t0 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j))));
-    const __m256 t1 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j))));
-    const __m256 t2 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j))));
-    const __m256 t3 = _mm256_sub_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j))));
-    a0 = _mm256_fmadd_ps(t0, t0, a0);
-    a1 = _mm256_fmadd_ps(t1, t1, a1);
-    a2 = _mm256_fmadd_ps(t2, t2, a2);
-    a3 = _mm256_fmadd_ps(t3, t3, a3);
+#if defined(__AVX2__)
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  auto load = [](const ScreenValue* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+  for (; j + 16 <= d; j += 16) {
+    const __m256i xv = load(x + j);
+    const __m256i t0 = _mm256_sub_epi16(xv, load(r0 + j)), t1 = _mm256_sub_epi16(xv, load(r1 + j));
+    const __m256i t2 = _mm256_sub_epi16(xv, load(r2 + j)), t3 = _mm256_sub_epi16(xv, load(r3 + j));
+    a0 = _mm256_add_ps(a0, _mm256_cvtepi32_ps(_mm256_madd_epi16(t0, t0)));
+    a1 = _mm256_add_ps(a1, _mm256_cvtepi32_ps(_mm256_madd_epi16(t1, t1)));
+    a2 = _mm256_add_ps(a2, _mm256_cvtepi32_ps(_mm256_madd_epi16(t2, t2)));
+    a3 = _mm256_add_ps(a3, _mm256_cvtepi32_ps(_mm256_madd_epi16(t3, t3)));
   }
-  float s0 = horizontal_sum(a0), s1 = horizontal_sum(a1), s2 = horizontal_sum(a2),
-        s3 = horizontal_sum(a3);
+  s0 = horizontal_sum(a0);
+  s1 = horizontal_sum(a1);
+  s2 = horizontal_sum(a2);
+  s3 = horizontal_sum(a3);
+#endif
   for (; j < d; ++j) {
-    const float t0 = x[j] - from_screen(r0[j]), t1 = x[j] - from_screen(r1[j]);
-    const float t2 = x[j] - from_screen(r2[j]), t3 = x[j] - from_screen(r3[j]);
-    s0 += t0 * t0;
-    s1 += t1 * t1;
-    s2 += t2 * t2;
-    s3 += t3 * t3;
+    const int32_t t0 = int32_t(x[j]) - r0[j], t1 = int32_t(x[j]) - r1[j];
+    const int32_t t2 = int32_t(x[j]) - r2[j], t3 = int32_t(x[j]) - r3[j];
+    s0 += float(t0 * t0);
+    s1 += float(t1 * t1);
+    s2 += float(t2 * t2);
+    s3 += float(t3 * t3);
   }
   out[0] = s0;
   out[1] = s1;
   out[2] = s2;
   out[3] = s3;
 }
-#else
-using ScreenValue = float;
-constexpr double kScreenUnit = 0x1p-24;
-constexpr double kScreenFloor = 0x1p-150;
-inline ScreenValue to_screen(double v) { return float(v); }
 
-// Squared euclidean distances from the float32 row x to four float32 rows, in float32.
-inline void screen_distances4(const float* x, const float* r0, const float* r1, const float* r2,
-                              const float* r3, int64_t d, float out[4]) {
-  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-  for (int64_t j = 0; j < d; ++j) {
-    const float xj = x[j];
-    const float t0 = xj - r0[j], t1 = xj - r1[j], t2 = xj - r2[j], t3 = xj - r3[j];
-    a0 += t0 * t0;
-    a1 += t1 * t1;
-    a2 += t2 * t2;
-    a3 += t3 * t3;
+// Bounds of the exact squared distance (scaled space) given the screened one `stored` (stored
+// units). The float32 sums of exact integer terms are within (d + 4) u of their value
+// (relative: every term is positive); each distance is within e = sqrt(d) / kScreenScale of
+// the exact one, and without square roots (a +- e)^2 lies within a^2 (1 +- eta) + e^2 (1 +- 1/eta).
+struct ScreenBounds {
+  double to_scaled, sum_low, sum_high, e2_low, e2_high;
+  explicit ScreenBounds(int64_t d) {
+    constexpr double u = 1.0 / (1 << 24), eta = 1.0 / 4096;
+    const double sum_error = double(d + 4) * u;
+    const double e = std::sqrt(double(d)) / kScreenScale * (1.0 + 1e-6);
+    to_scaled = 1.0 / (kScreenScale * kScreenScale);
+    sum_low = (1.0 - sum_error) * (1.0 - eta) * (1.0 - 1e-12);
+    sum_high = (1.0 + 2.0 * sum_error) * (1.0 + eta) * (1.0 + 1e-12);
+    e2_low = e * e * (1.0 / eta - 1.0);
+    e2_high = e * e * (1.0 + 1.0 / eta) * (1.0 + 1e-12);
   }
-  out[0] = a0;
-  out[1] = a1;
-  out[2] = a2;
-  out[3] = a3;
-}
-#endif
+  double low(float stored) const { return std::max(0.0, double(stored) * to_scaled * sum_low - e2_low); }
+  double high(float stored) const { return double(stored) * to_scaled * sum_high + e2_high; }
+};
 
 // Ward by the nearest-neighbour chain over centroids (see the file comment). C is X in double,
 // row i in slot i; it is overwritten.
 //
-// Each nearest-neighbour search screens in low precision and decides in double. The centroids
-// are centred and scaled by a power of two (exact, and Ward's merges do not change) so that
-// every value is at most 1 in magnitude; a half-precision copy H of the centroids (float32
-// without F16C) is scanned against the float32 query, giving for every cluster an interval
-// that holds its exact double cost: the rounding of H (kScreenUnit, kScreenFloor), of the
-// query, of each float32 difference and square and of the sum are all bounded (see `error`). Only clusters whose lower end is within the
-// smallest upper end are then costed in double, so the nearest neighbour, ties included, is the
-// one an all-double scan finds.
+// Each nearest-neighbour search screens in 16-bit fixed point and decides in double. The
+// centroids are centred and scaled by a power of two (exact, and Ward's merges do not change) so
+// that every value is at most 1 in magnitude; the fixed-point copy H (see ScreenValue) is scanned,
+// giving for every cluster an interval that holds its exact double cost (ScreenBounds, then
+// float32 arithmetic with margins). Only clusters whose lower end is within the smallest upper
+// end are then costed in double (about 1.1 per search on random data), so the nearest neighbour,
+// ties included, is the one an all-double scan finds. Far outliers coarsen the grid for all
+// (the bound is absolute): more clusters are costed in double, the answer does not change.
 std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, ScanTeam& team) {
   // Centre and scale: at most 1 in magnitude, by a power of two.
   std::vector<double> mean(d, 0.0);
@@ -389,26 +389,21 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
   std::vector<char> active(n, 1);  // by id
   std::vector<ScreenValue> H(C.size());
   for (size_t i = 0; i < C.size(); ++i) H[i] = to_screen(C[i]);
-  std::vector<float> query(d);
-  std::vector<double> norm(n), lower(n);  // by slot: ||C_s||, lower end of the cost to x
-  for (int64_t s = 0; s < n; ++s) norm[s] = std::sqrt(dot(&C[size_t(s) * d], &C[size_t(s) * d], d));
+  // By slot: the lower end of the cost to the chain's top, and the sizes, in float32: the
+  // screening arithmetic runs 8 wide in float32, its rounding (< 1e-6 relative) absorbed by
+  // margins of 1e-5 on top of the bounds' own.
+  std::vector<float> lower(n), size_float(n, 1.0f);
+  const ScreenBounds bounds(d);
+  const float to_scaled = float(bounds.to_scaled);
+  const float sum_low = float(bounds.sum_low * (1.0 - 1e-5)), e2_low = float(bounds.e2_low * (1.0 + 1e-5));
+  const float sum_high = float(bounds.sum_high * (1.0 + 1e-5)), e2_high = float(bounds.e2_high * (1.0 + 1e-5));
+  constexpr float below = 1.0f - 1e-5f, above = 1.0f + 1e-5f;
   std::vector<int64_t> chain;
   chain.reserve(n);
   std::vector<Merge> merges;
   merges.reserve(n - 1);
   int64_t n_active = n, first_active = 0;
 
-  constexpr double u = 1.0 / (1 << 24);
-  // The float32 sum of d squares is within (d + 2) u of the sum of the squared float32
-  // differences (relative: every term is positive); a subnormal square loses at most 2^-149.
-  // (d + 4) u also covers the float32 rounding of each difference, relative to itself.
-  const double sum_error = double(d + 4) * u, underflow = double(d) * 0x1p-149;
-  // ||H_s - query|| is within (kScreenUnit ||C_s|| + u ||C_x||) (1 + 1e-6) + error_floor of
-  // ||C_s - C_x||: every stored coordinate is within kScreenUnit |C| (+ kScreenFloor), every
-  // query coordinate within u |C|.
-  const double screen_scale = kScreenUnit * (1.0 + 1e-6), query_scale = u * (1.0 + 1e-6);
-  const double error_floor = 2.0 * kScreenFloor * std::sqrt(double(d)) + 4e-45 * double(d);
-  constexpr double eta = 1.0 / 4096;  // slack of the bounds: candidates within ~0.05% are costed
   auto cost = [&](int64_t slot_x, int64_t slot) {
     return ward_weight(size[slot], size[slot_x]) *
            distance_one<Metric::sqeuclidean>(&C[size_t(slot_x) * d], &C[size_t(slot) * d], d);
@@ -424,15 +419,14 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     while (true) {
       x = chain.back();
       const int64_t sx = slot_of[x];
-      for (int64_t j = 0; j < d; ++j) query[j] = float(C[size_t(sx) * d + j]);
-      const float* fx = query.data();
-      const double nx = size[sx], norm_x = norm[sx];
+      const ScreenValue* fx = &H[size_t(sx) * d];
+      const float nx_float = size_float[sx];
       // Screening: the smallest upper end of the cost interval; lower ends kept per slot.
       // Without square roots, (a +- e)^2 is bounded by a^2 (1 +- eta) + e^2 (1 +- 1/eta).
       const Candidate bound = team.min(n_active, d / 2, [&](int64_t begin, int64_t end) {
-        double smallest = kInf;
+        float smallest = std::numeric_limits<float>::infinity();
         float squared[kScanBlock + 4];
-        double upper[kScanBlock];
+        float upper[kScanBlock];
         for (int64_t b = begin; b < end; b += kScanBlock) {
           const int64_t e = std::min(end, b + kScanBlock);
           for (int64_t s = b; s < e; s += 4) {
@@ -443,29 +437,24 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
           }
 #pragma omp simd
           for (int64_t slot = b; slot < e; ++slot) {
-            // ||F_s - F_x|| (float32 differences) is within `error` of ||C_s - C_x||: each
-            // coordinate of F is within u |C| and each float32 difference within u of itself.
-            const double error = screen_scale * norm[slot] + query_scale * norm_x + error_floor;
-            const double error2 = error * error;
-            const double sq = double(squared[slot - b]);
-            const double w = ward_weight(size[slot], nx);
-            const double low = (sq * (1.0 - sum_error) - underflow) * (1.0 - eta) - error2 * (1.0 / eta - 1.0);
-            const double high = (sq * (1.0 + 2.0 * sum_error) + underflow) * (1.0 + eta) + error2 * (1.0 + 1.0 / eta);
-            lower[slot] = w * std::max(0.0, low) * (1.0 - 1e-12);
-            upper[slot - b] = w * high * (1.0 + 1e-12);
+            const float ns = size_float[slot];
+            const float w = ns * nx_float / (ns + nx_float);
+            const float sq = squared[slot - b] * to_scaled;
+            lower[slot] = w * std::max(0.0f, sq * sum_low - e2_low) * below * below;
+            upper[slot - b] = w * (sq * sum_high + e2_high) * above * above;
           }
           if (sx >= b && sx < e) {
-            lower[sx] = kInf;
-            upper[sx - b] = kInf;
+            lower[sx] = std::numeric_limits<float>::infinity();
+            upper[sx - b] = std::numeric_limits<float>::infinity();
           }
           for (int64_t t = 0; t < e - b; ++t) smallest = std::min(smallest, upper[t]);
         }
-        return Candidate{smallest, 0};
+        return Candidate{double(smallest), 0};
       });
       // Decision in double among the clusters that may beat the smallest upper end.
       Candidate best{kInf, kNoId};
       for (int64_t slot = 0; slot < n_active; ++slot) {
-        if (lower[slot] > bound.value) continue;
+        if (double(lower[slot]) > bound.value) continue;
         const Candidate c{cost(sx, slot), id_of[slot]};
         if (before(c, best)) best = c;
       }
@@ -493,14 +482,14 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
       cb[j] = (na * ca[j] + nb * cb[j]) / (na + nb);
       H[size_t(sb) * d + j] = to_screen(cb[j]);
     }
-    norm[sb] = std::sqrt(dot(cb, cb, d));
     size[sb] = na + nb;
+    size_float[sb] = float(na + nb);
     const int64_t last = n_active - 1;
     if (sa != last) {
       std::memcpy(ca, &C[size_t(last) * d], sizeof(double) * size_t(d));
       std::memcpy(&H[size_t(sa) * d], &H[size_t(last) * d], sizeof(ScreenValue) * size_t(d));
-      norm[sa] = norm[last];
       size[sa] = size[last];
+      size_float[sa] = size_float[last];
       id_of[sa] = id_of[last];
       slot_of[id_of[sa]] = sa;
     }
@@ -576,8 +565,8 @@ int centre_and_scale(std::vector<double>& R, int64_t n, int64_t d) {
 }
 
 // Single linkage by Prim's algorithm for the euclidean and squared euclidean metrics, screened:
-// the scan reads a half-precision copy H of the (centred, scaled) rows against a float32 copy
-// of the newest tree row, which bounds each exact distance from below (as in Ward's search);
+// the scan reads the 16-bit fixed-point copy H of the (centred, scaled) rows, which bounds each
+// exact distance from below (as in Ward's search);
 // only a row whose bound is below its distance to the tree gets its exact double distance (on
 // random data a few per step, about n log n in all). The tree then grows exactly as in
 // single_prim, a quarter of the bytes read per step.
@@ -588,41 +577,32 @@ std::vector<Merge> single_prim_screened(std::vector<double>& R, int64_t n, int64
   const int exponent = centre_and_scale(R, n, d);
   std::vector<ScreenValue> H(R.size());
   for (size_t i = 0; i < R.size(); ++i) H[i] = to_screen(R[i]);
-  std::vector<double> norm(n);
-  for (int64_t s = 0; s < n; ++s) norm[s] = std::sqrt(dot(&R[size_t(s) * d], &R[size_t(s) * d], d));
+  const ScreenBounds bounds(d);
   std::vector<double> to_tree(n, kInf);  // by slot: distance to the tree
   std::vector<int64_t> id_of(n), slot_of(n);
   std::iota(id_of.begin(), id_of.end(), 0);
   std::iota(slot_of.begin(), slot_of.end(), 0);
   std::vector<double> newest(d);
-  std::vector<float> query(d);
+  std::vector<ScreenValue> query(d);
   std::vector<Merge> merges;
   merges.reserve(n - 1);
-
-  constexpr double u = 1.0 / (1 << 24);
-  const double sum_error = double(d + 4) * u, underflow = double(d) * 0x1p-149;
-  const double screen_scale = kScreenUnit * (1.0 + 1e-6), query_scale = u * (1.0 + 1e-6);
-  const double error_floor = 2.0 * kScreenFloor * std::sqrt(double(d)) + 4e-45 * double(d);
-  constexpr double eta = 1.0 / 4096;
 
   int64_t count = n;  // rows not in the tree occupy slots [0, count)
   int64_t current = 0;
   for (int64_t k = 0; k < n - 1; ++k) {
     const int64_t s = slot_of[current], last = count - 1;
     std::memcpy(newest.data(), &R[size_t(s) * d], sizeof(double) * size_t(d));
-    const double norm_newest = norm[s];
+    std::memcpy(query.data(), &H[size_t(s) * d], sizeof(ScreenValue) * size_t(d));
     if (s != last) {
       std::memcpy(&R[size_t(s) * d], &R[size_t(last) * d], sizeof(double) * size_t(d));
       std::memcpy(&H[size_t(s) * d], &H[size_t(last) * d], sizeof(ScreenValue) * size_t(d));
-      norm[s] = norm[last];
       to_tree[s] = to_tree[last];
       id_of[s] = id_of[last];
       slot_of[id_of[s]] = s;
     }
     --count;
-    for (int64_t j = 0; j < d; ++j) query[j] = float(newest[j]);
     const double* c = newest.data();
-    const float* q = query.data();
+    const ScreenValue* q = query.data();
     const Candidate best = team.min(count, d / 2, [&](int64_t begin, int64_t end) {
       Candidate local{kInf, kNoId};
       float squared[kScanBlock + 4];
@@ -635,13 +615,10 @@ std::vector<Merge> single_prim_screened(std::vector<double>& R, int64_t n, int64
                             m > 3 ? r + 3 * d : r, d, &squared[t - b]);
         }
         for (int64_t t = b; t < e; ++t) {
-          const double error = screen_scale * norm[t] + query_scale * norm_newest + error_floor;
-          const double sq = double(squared[t - b]);
-          const double low = (sq * (1.0 - sum_error) - underflow) * (1.0 - eta) -
-                             error * error * (1.0 / eta - 1.0);
+          const double low = bounds.low(squared[t - b]);
           const double current_sq =
               M == Metric::euclidean ? to_tree[t] * to_tree[t] : to_tree[t];
-          if (!(low * (1.0 - 1e-12) > current_sq)) {  // may be closer: decide exactly
+          if (!(low > current_sq)) {  // may be closer: decide exactly
             const double distance = distance_one<M>(c, &R[size_t(t) * d], d);
             if (distance < to_tree[t]) to_tree[t] = distance;
           }
