@@ -409,6 +409,25 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
            distance_one<Metric::sqeuclidean>(&C[size_t(slot_x) * d], &C[size_t(slot) * d], d);
   };
 
+  // What each cluster's last full search found: its kNear nearest clusters, exact, as of that
+  // search (`time`, the number of merges then). About one search per merge is a cluster's
+  // second one: the chain's new top after a merge, whose nearest neighbour was just merged.
+  // Its costs to every cluster unchanged since then are the same, so when one of its recorded
+  // neighbours is still unchanged, its nearest is the best of those and of the clusters grown
+  // since (one exact cost per merge since): no scan. A cluster grows only as the survivor b of
+  // a merge, which bumps its version.
+  constexpr int kNear = 4;
+  constexpr int64_t kMaxReplay = 64;
+  struct Near {
+    int64_t time = -1;
+    uint32_t version = 0;
+    int count = 0;
+    Candidate entry[kNear];  // sorted by (cost, id); complete up to entry[count - 1]
+    uint32_t entry_version[kNear];
+  };
+  std::vector<Near> near(n);
+  std::vector<uint32_t> version(n, 0);  // by id
+
   for (int64_t k = 0; k < n - 1; ++k) {
     if (chain.empty()) {
       while (!active[first_active]) ++first_active;
@@ -421,10 +440,32 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
       const int64_t sx = slot_of[x];
       const ScreenValue* fx = &H[size_t(sx) * d];
       const float nx_float = size_float[sx];
-      // Screening: the smallest upper end of the cost interval; lower ends kept per slot.
-      // Without square roots, (a +- e)^2 is bounded by a^2 (1 +- eta) + e^2 (1 +- 1/eta).
+      Candidate best{kInf, kNoId};
+      bool found = false;
+      Near& cache = near[x];
+      const int64_t now = int64_t(merges.size());
+      if (cache.time >= 0 && cache.count > 0 && cache.version == version[x] &&
+          now - cache.time <= kMaxReplay) {
+        for (int i = 0; i < cache.count; ++i) {
+          const Candidate& c = cache.entry[i];
+          if (active[c.id] && version[c.id] == cache.entry_version[i] && before(c, best)) best = c;
+        }
+        for (int64_t m = cache.time; m < now; ++m) {
+          const int64_t grown = merges[m].b;
+          if (!active[grown] || grown == x) continue;
+          const Candidate c{cost(sx, slot_of[grown]), grown};
+          if (before(c, best)) best = c;
+        }
+        // Every unchanged cluster not recorded is beyond the last entry.
+        found = best.id != kNoId && !before(cache.entry[cache.count - 1], best);
+      }
+      if (!found) {
+      // Screening: lower ends of the cost intervals kept per slot, and V = the smallest, over
+      // chunks, kNear-th smallest upper end: at least kNear clusters cost at most V, so every
+      // cluster among the kNear nearest has its lower end within V.
       const Candidate bound = team.min(n_active, d / 2, [&](int64_t begin, int64_t end) {
-        float smallest = std::numeric_limits<float>::infinity();
+        float top[kNear];
+        std::fill(top, top + kNear, std::numeric_limits<float>::infinity());
         float squared[kScanBlock + 4];
         float upper[kScanBlock];
         for (int64_t b = begin; b < end; b += kScanBlock) {
@@ -447,16 +488,30 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
             lower[sx] = std::numeric_limits<float>::infinity();
             upper[sx - b] = std::numeric_limits<float>::infinity();
           }
-          for (int64_t t = 0; t < e - b; ++t) smallest = std::min(smallest, upper[t]);
+          for (int64_t t = 0; t < e - b; ++t) {
+            if (!(upper[t] < top[kNear - 1])) continue;
+            int i = kNear - 1;
+            for (; i > 0 && upper[t] < top[i - 1]; --i) top[i] = top[i - 1];
+            top[i] = upper[t];
+          }
         }
-        return Candidate{double(smallest), 0};
+        return Candidate{double(top[kNear - 1]), 0};
       });
-      // Decision in double among the clusters that may beat the smallest upper end.
-      Candidate best{kInf, kNoId};
+      // Decision in double among the clusters whose lower end is within V; the kNear nearest
+      // are recorded for this cluster's next search.
+      cache.time = now;
+      cache.version = version[x];
+      cache.count = 0;
       for (int64_t slot = 0; slot < n_active; ++slot) {
-        if (double(lower[slot]) > bound.value) continue;
-        const Candidate c{cost(sx, slot), id_of[slot]};
-        if (before(c, best)) best = c;
+        if (slot == sx || double(lower[slot]) > bound.value) continue;
+        Candidate c{cost(sx, slot), id_of[slot]};
+        if (cache.count == kNear && !before(c, cache.entry[kNear - 1])) continue;
+        int i = cache.count < kNear ? cache.count++ : kNear - 1;
+        for (; i > 0 && before(c, cache.entry[i - 1]); --i) cache.entry[i] = cache.entry[i - 1];
+        cache.entry[i] = c;
+      }
+      for (int i = 0; i < cache.count; ++i) cache.entry_version[i] = version[cache.entry[i].id];
+      if (cache.count > 0) best = cache.entry[0];
       }
       if (chain.size() > 1) {  // SciPy keeps the previous element unless another is closer
         const int64_t previous = chain[chain.size() - 2];
@@ -484,6 +539,7 @@ std::vector<Merge> ward_nn_chain(std::vector<double>& C, int64_t n, int64_t d, S
     }
     size[sb] = na + nb;
     size_float[sb] = float(na + nb);
+    ++version[b];
     const int64_t last = n_active - 1;
     if (sa != last) {
       std::memcpy(ca, &C[size_t(last) * d], sizeof(double) * size_t(d));
