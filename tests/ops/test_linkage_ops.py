@@ -178,11 +178,18 @@ def test_bad_method_and_metric():
         fastlatent.linkage(X, "average", "cosine")
 
 
+@pytest.mark.parametrize("kind", ["normal", "blobs"])
 @pytest.mark.parametrize("method", ["ward", "single"])
-def test_large_enough_to_share_scans_between_threads(backend, method):
-    # 2,100 x 64: the native scans are split between threads past 2^17 multiply-adds.
+def test_large_enough_to_share_scans_between_threads(backend, method, kind):
+    # 2,100 x 64: the native scans are split between threads past 2^17 multiply-adds; tight
+    # blobs make the chain revisit clusters often (the cpu Ward's recorded neighbours).
+    from sklearn.datasets import make_blobs
+
     needs_linkage(backend)
-    X = data(2100, 64, np.float64, seed=3)
+    if kind == "normal":
+        X = data(2100, 64, np.float64, seed=3)
+    else:
+        X = make_blobs(2100, n_features=64, centers=25, cluster_std=0.2, random_state=3)[0]
     Z = ops.linkage(X, method, backend=backend)
     expected = hierarchy.linkage(X, method)
     assert_same_tree(Z, expected)
