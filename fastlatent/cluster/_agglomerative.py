@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
 from .. import ops
+from .._arrays import to_host
 from .._config import BACKEND_CHOICES
 from .._validation import validate_data
 from ..ops.hierarchy import check_linkage_method
@@ -180,7 +181,8 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Build the tree of X and cut it; returns self."""
-        X = validate_data(self, X, reset=True, min_samples=2)
+        # The tree is built on the host (no GPU linkage yet); labels_ are NumPy either way.
+        X = to_host(validate_data(self, X, reset=True, min_samples=2))
         memory = check_memory(self.memory)
         if not ((self.n_clusters is None) ^ (self.distance_threshold is None)):
             raise ValueError(

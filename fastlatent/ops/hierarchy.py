@@ -108,8 +108,9 @@ def linkage(X, method="ward", metric="euclidean", *, backend=None, check_input=T
     not fit in ``max_memory_bytes`` (default: the memory available now).
     """
     method, metric = check_linkage_method(method, metric)
+    X = to_host(X)  # no GPU backend implements linkage yet: GPU arrays are clustered on the host
     if check_input:
-        X = check_array(to_host(X), min_samples=2)
+        X = check_array(X, min_samples=2)
         if metric == "cosine" and not np.all(np.any(X, axis=1)):
             raise ValueError("Cosine affinity cannot be used when X contains zero vectors")
     check_linkage_memory(X.shape[0], method, max_memory_bytes)
