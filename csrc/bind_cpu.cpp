@@ -11,6 +11,7 @@
 
 #include "cpu/distances.hpp"
 #include "cpu/kmeans.hpp"
+#include "cpu/linkage.hpp"
 #include "cpu/mixture.hpp"
 #include "cpu/silhouette.hpp"
 #include "cpu/snnl.hpp"
@@ -440,6 +441,35 @@ void define_snnl_overloads(py::module_& m) {
         "neighbour loss, streamed in tiles (metric 'sqeuclidean' or 'cosine').");
 }
 
+template <class T>
+py::array_t<double> linkage(const Matrix<T>& X, const std::string& method,
+                            const std::string& metric) {
+  const char* op = "linkage";
+  if (X.ndim() != 2)
+    throw std::invalid_argument(std::string(op) + ": X must be 2-D, got " +
+                                std::to_string(X.ndim()) + "-D");
+  const int64_t n = X.shape(0), d = X.shape(1);
+  if (n < 2 || d < 1)
+    throw std::invalid_argument(std::string(op) + ": X must have at least 2 rows and 1 column, got " +
+                                std::to_string(n) + " x " + std::to_string(d));
+  const cpu::LinkageMethod lm = cpu::parse_linkage_method(method, op);
+  const cpu::Metric m = cpu::parse_metric(metric, op);
+  py::array_t<double> Z({n - 1, int64_t(4)});
+  const T* x = X.data();
+  double* z = Z.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::linkage(x, n, d, lm, m, z);
+  }
+  return Z;
+}
+
+template <class T>
+void define_linkage_overloads(py::module_& m) {
+  m.def("linkage", &linkage<T>, py::arg("X").noconvert(), py::arg("method"), py::arg("metric"),
+        "Linkage matrix Z float64 [n - 1, 4] in SciPy's format (pairs in merge order).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -454,5 +484,7 @@ PYBIND11_MODULE(_cpu, m) {
         "grouped by cluster, cluster k being rows cluster_offsets[k] .. cluster_offsets[k+1]-1.");
   define_snnl_overloads<float>(m);
   define_snnl_overloads<double>(m);
+  define_linkage_overloads<float>(m);
+  define_linkage_overloads<double>(m);
   m.def("max_threads", &cpu::max_threads, "Threads an OpenMP region uses (omp_get_max_threads).");
 }

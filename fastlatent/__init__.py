@@ -5,7 +5,7 @@ with Numba and NumPy versions of every kernel as fallbacks and references.
 """
 
 from . import ops
-from .cluster import KMeans
+from .cluster import AgglomerativeClustering, KMeans, linkage
 from .mixture import GaussianMixture
 from ._config import config_context, get_config, set_config
 from .backends import available_backends, show_backends
@@ -23,14 +23,16 @@ from .neighbors import NearestNeighbors
 __version__ = "0.1.0"
 
 __all__ = [
-    "GaussianMixture",
-    "KMeans",
-    "NearestNeighbors",
+    "AgglomerativeClustering",
     "annealed_temperature",
     "available_backends",
     "clustering_accuracy",
     "config_context",
+    "GaussianMixture",
     "get_config",
+    "KMeans",
+    "linkage",
+    "NearestNeighbors",
     "ops",
     "pairwise_distances",
     "pairwise_distances_argmin",

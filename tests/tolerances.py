@@ -69,3 +69,11 @@ DASK_OUTPUTS_TOL = {np.float32: (1e-4, 1e-5), np.float64: (1e-7, 1e-9)}
 SNNL_BACKEND_VS_REFERENCE_RTOL = {np.float32: 1e-3, np.float64: 1e-10}
 SNNL_REFERENCE_VS_TORCH_RTOL = {np.float32: 1e-3, np.float64: 1e-5}
 SNNL_FINITE_DIFFERENCE_RTOL = 1e-5
+
+
+# Hierarchical clustering (linkage). Every backend computes in float64 whatever X's dtype (as
+# SciPy does). Ward heights come from centroids here and from the Lance-Williams update in
+# SciPy: the two roundings differ by a few float64 ulps per merge, compounded along the tree;
+# average/complete/single use the same arithmetic as SciPy's and agree to the last bits, but
+# native backends may sum a distance in another order. (rtol, atol) for merge heights.
+LINKAGE_HEIGHT_TOL = (1e-9, 1e-12)

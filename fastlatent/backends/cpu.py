@@ -111,3 +111,7 @@ def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):
         X, labels, float(temperature), metric, float(eps), bool(gradient)
     )
     return np.float64(loss), grad, (None if grad_temperature is None else np.float64(grad_temperature))
+
+
+def linkage(X, method, metric):
+    return _cpu.linkage(X, method, metric)

@@ -475,3 +475,202 @@ def silhouette_cluster_sums(X, labels, n_clusters, metric):
 
 # ---- soft nearest neighbour loss (fastlatent/backends/_snnl_numba.py) ----
 from ._snnl_numba import snnl_loss_and_grad  # noqa: E402
+
+
+# --------------------------------------------------------------------------- hierarchical clustering
+# The NumPy reference's algorithms (see fastlatent.backends.numpy), compiled: Ward by the
+# nearest-neighbour chain over float64 centroids, single linkage by Prim from row 0, average
+# and complete by the nearest-neighbour chain over a condensed float64 matrix; SciPy's
+# tie-breaking. The chain and Prim steps run serially: each step is one scan of O(n * d),
+# too short to pay for a parallel region on every step (the condensed fill is parallel).
+
+
+@numba.njit(cache=True, fastmath=False)
+def _chain_next(chain, length, x, best, best_id, to_previous):
+    """SciPy's rule: the chain's previous element unless another is strictly closer."""
+    if length > 1 and not best < to_previous:
+        return chain[length - 2], to_previous
+    return best_id, best
+
+
+@numba.njit(cache=True, fastmath=False)
+def _ward_kernel(C, pairs, heights):  # INOUT C (n, d) float64 centroids; OUT pairs, heights
+    n = np.int64(C.shape[0])
+    d = np.int64(C.shape[1])
+    size = np.ones(n, dtype=np.float64)
+    chain = np.empty(n, dtype=np.int64)
+    length = np.int64(0)
+    first = np.int64(0)
+    for k in range(n - 1):
+        if length == 0:
+            while size[first] == 0.0:
+                first += 1
+            chain[0] = first
+            length = 1
+        while True:
+            x = chain[length - 1]
+            best = np.inf
+            best_id = np.int64(-1)
+            to_previous = np.inf
+            for i in range(n):
+                if size[i] == 0.0 or i == x:
+                    continue
+                acc = 0.0
+                for t in range(d):
+                    diff = C[i, t] - C[x, t]
+                    acc += diff * diff
+                cost = size[i] * size[x] / (size[i] + size[x]) * acc
+                if cost < best:
+                    best = cost
+                    best_id = i
+                if length > 1 and i == chain[length - 2]:
+                    to_previous = cost
+            y, best = _chain_next(chain, length, x, best, best_id, to_previous)
+            if length > 1 and y == chain[length - 2]:
+                break
+            chain[length] = y
+            length += 1
+        length -= 2
+        a, b = min(x, y), max(x, y)
+        pairs[k, 0] = a
+        pairs[k, 1] = b
+        heights[k] = np.sqrt(2.0 * best)
+        for t in range(d):
+            C[b, t] = (size[a] * C[a, t] + size[b] * C[b, t]) / (size[a] + size[b])
+        size[b] += size[a]
+        size[a] = 0.0
+
+
+@numba.njit(cache=True, fastmath=False)
+def _prim_kernel(R, metric, pairs, heights):  # IN R (n, d) (normalised rows for cosine)
+    n = np.int64(R.shape[0])
+    to_tree = np.full(n, np.inf)
+    in_tree = np.zeros(n, dtype=np.bool_)
+    current = np.int64(0)
+    for k in range(n - 1):
+        in_tree[current] = True
+        best = np.inf
+        best_id = np.int64(0)
+        for j in range(n):
+            if in_tree[j]:
+                continue
+            dist = _distance(R[current], R[j], metric)
+            if dist < to_tree[j]:
+                to_tree[j] = dist
+            if to_tree[j] < best:
+                best = to_tree[j]
+                best_id = j
+        pairs[k, 0] = current
+        pairs[k, 1] = best_id
+        heights[k] = best
+        current = best_id
+
+
+@numba.njit(inline="always")
+def _condensed_index(n, i, j):
+    if i > j:
+        i, j = j, i
+    return n * i - i * (i + 1) // 2 + j - i - 1
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _condensed_kernel(R, metric, D):  # OUT D (n(n-1)/2,)
+    n = np.int64(R.shape[0])
+    for i in numba.prange(n - 1):
+        start = n * i - i * (i + 1) // 2
+        for j in range(i + 1, n):
+            D[start + j - i - 1] = _distance(R[i], R[j], metric)
+
+
+@numba.njit(cache=True, fastmath=False)
+def _pairwise_chain_kernel(D, n, average, pairs, heights):  # INOUT D condensed
+    size = np.ones(n, dtype=np.float64)
+    chain = np.empty(n, dtype=np.int64)
+    length = np.int64(0)
+    first = np.int64(0)
+    for k in range(n - 1):
+        if length == 0:
+            while size[first] == 0.0:
+                first += 1
+            chain[0] = first
+            length = 1
+        while True:
+            x = chain[length - 1]
+            best = np.inf
+            best_id = np.int64(-1)
+            for i in range(n):
+                if size[i] == 0.0 or i == x:
+                    continue
+                dist = D[_condensed_index(n, x, i)]
+                if dist < best:
+                    best = dist
+                    best_id = i
+            to_previous = D[_condensed_index(n, x, chain[length - 2])] if length > 1 else np.inf
+            y, best = _chain_next(chain, length, x, best, best_id, to_previous)
+            if length > 1 and y == chain[length - 2]:
+                break
+            chain[length] = y
+            length += 1
+        length -= 2
+        a, b = min(x, y), max(x, y)
+        pairs[k, 0] = a
+        pairs[k, 1] = b
+        heights[k] = best
+        for i in range(n):
+            if size[i] == 0.0 or i == a or i == b:
+                continue
+            to_a = D[_condensed_index(n, i, a)]
+            to_b = D[_condensed_index(n, i, b)]
+            if average:
+                D[_condensed_index(n, i, b)] = (size[a] * to_a + size[b] * to_b) / (size[a] + size[b])
+            else:
+                D[_condensed_index(n, i, b)] = max(to_a, to_b)
+        size[b] += size[a]
+        size[a] = 0.0
+
+
+@numba.njit(cache=True)
+def _label_kernel(pairs, heights, order, n, sort_pairs, Z):  # SciPy's `label`
+    parent = np.arange(2 * n - 1)
+    count = np.ones(2 * n - 1, dtype=np.int64)
+    for i in range(n - 1):
+        k = order[i]
+        roots = np.empty(2, dtype=np.int64)
+        for side in range(2):
+            node = pairs[k, side]
+            while parent[node] != node:
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            roots[side] = node
+        a, b = roots[0], roots[1]
+        if sort_pairs and a > b:
+            a, b = b, a
+        new = n + i
+        parent[a] = new
+        parent[b] = new
+        count[new] = count[a] + count[b]
+        Z[i, 0] = a
+        Z[i, 1] = b
+        Z[i, 2] = heights[k]
+        Z[i, 3] = count[new]
+
+
+def linkage(X, method, metric):
+    n = X.shape[0]
+    pairs = np.empty((n - 1, 2), dtype=np.int64)
+    heights = np.empty(n - 1, dtype=np.float64)
+    code = _METRIC_CODES[metric]
+    rows = _normalized_rows(X) if metric == "cosine" else np.array(X, dtype=np.float64)
+    if method == "ward":
+        _ward_kernel(rows, pairs, heights)
+    elif method == "single":
+        _prim_kernel(rows, code, pairs, heights)
+    else:
+        D = np.empty(n * (n - 1) // 2, dtype=np.float64)
+        _condensed_kernel(rows, code, D)
+        del rows
+        _pairwise_chain_kernel(D, n, method == "average", pairs, heights)
+    Z = np.empty((n - 1, 4), dtype=np.float64)
+    order = np.argsort(heights, kind="stable")
+    _label_kernel(pairs, heights, order, n, method != "single", Z)
+    return Z

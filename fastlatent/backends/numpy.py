@@ -260,3 +260,189 @@ def silhouette_cluster_sums(X, labels, n_clusters, metric):
 
 # ---- soft nearest neighbour loss (B x B reference: fastlatent/backends/_snnl_numpy.py) ----
 from ._snnl_numpy import snnl_loss_and_grad  # noqa: E402
+
+
+# --------------------------------------------------------------------------- hierarchical clustering
+#
+# ``linkage(X, method, metric)`` returns the linkage matrix Z, float64 (n - 1, 4): row i merges
+# clusters Z[i, 0] and Z[i, 1] (leaves 0..n-1, the cluster made by row i is n + i) at height
+# Z[i, 2] into a cluster of Z[i, 3] points; rows sorted by height (stable), numbered as SciPy
+# numbers them. Columns 0 and 1 are in merge order: for single linkage (the side already in
+# Prim's tree, the joining side), as scikit-learn's AgglomerativeClustering reports them; for
+# the other methods (smaller, larger). SciPy's ``linkage`` sorts every pair (``fastlatent.linkage``
+# does too). All arithmetic is float64 whatever X's dtype (SciPy's ``linkage`` does the same).
+#
+# The algorithms are the ones SciPy uses, with its tie-breaking, so merge orders agree up to ties:
+# Ward, average and complete by the nearest-neighbour chain (Ward over centroids and sizes,
+# O(n*d) memory; average and complete over a condensed distance matrix, n(n-1)/2 float64),
+# single linkage by Prim's minimum spanning tree from row 0 (O(n) extra memory).
+
+LINKAGE_METHODS = ("ward", "complete", "average", "single")
+
+
+def _label_merges(pairs, heights, n_samples, sort_pairs):
+    """Z from merges given as pairs of member rows: stable sort by height, then union-find.
+
+    ``pairs[k]`` names one row of each of the two clusters merged at step k (any member: the
+    union-find finds the cluster). This is SciPy's ``label`` step.
+    """
+    order = np.argsort(heights, kind="stable")
+    Z = np.empty((n_samples - 1, 4), dtype=np.float64)
+    parent = np.arange(2 * n_samples - 1)
+    size = np.ones(2 * n_samples - 1, dtype=np.int64)
+
+    def find(node):
+        root = node
+        while parent[root] != root:
+            root = parent[root]
+        while parent[node] != root:  # path compression
+            parent[node], node = root, parent[node]
+        return root
+
+    for i, k in enumerate(order):
+        a, b = find(pairs[k, 0]), find(pairs[k, 1])
+        if sort_pairs and a > b:
+            a, b = b, a
+        new = n_samples + i
+        parent[a] = parent[b] = new
+        size[new] = size[a] + size[b]
+        Z[i] = (a, b, heights[k], size[new])
+    return Z
+
+
+def _ward_nn_chain(X):
+    """Ward merges by the nearest-neighbour chain over centroids (float64) and sizes.
+
+    The Ward distance between clusters a and b is sqrt(2 n_a n_b / (n_a + n_b)) ||c_a - c_b||
+    (SciPy's, which is the euclidean distance between two single points); the chain compares
+    the Ward cost n_a n_b / (n_a + n_b) ||c_a - c_b||^2, a monotone function of it.
+    """
+    n = X.shape[0]
+    centroids = np.array(X, dtype=np.float64)
+    size = np.ones(n, dtype=np.float64)
+    active = np.ones(n, dtype=bool)
+    pairs = np.empty((n - 1, 2), dtype=np.int64)
+    heights = np.empty(n - 1, dtype=np.float64)
+    chain = []
+    for k in range(n - 1):
+        if not chain:
+            chain.append(int(np.argmax(active)))  # the first active cluster, as SciPy starts
+        while True:
+            x = chain[-1]
+            diff = centroids - centroids[x]
+            cost = size * size[x] / (size + size[x]) * np.einsum("ij,ij->i", diff, diff)
+            cost[~active] = np.inf
+            cost[x] = np.inf
+            y, best = _nearest_with_previous(cost, chain)
+            if len(chain) > 1 and y == chain[-2]:
+                break
+            chain.append(y)
+        chain.pop()
+        chain.pop()
+        x, y = min(x, y), max(x, y)
+        pairs[k] = (x, y)
+        heights[k] = np.sqrt(2.0 * best)
+        # The merged cluster lives at the larger index (SciPy's convention).
+        centroids[y] = (size[x] * centroids[x] + size[y] * centroids[y]) / (size[x] + size[y])
+        size[y] += size[x]
+        active[x] = False
+    return pairs, heights
+
+
+def _nearest_with_previous(cost, chain):
+    """The chain's next element, SciPy's way: the chain's previous element unless another
+    cluster is strictly closer, and then the lowest index among the closest."""
+    y = int(np.argmin(cost))
+    if len(chain) > 1 and not cost[y] < cost[chain[-2]]:
+        y = chain[-2]
+    return y, float(cost[y])
+
+
+def _condensed_row(n, x):
+    """Positions in the condensed matrix (SciPy's ``pdist`` layout) of the pairs (x, j), all j."""
+    j = np.arange(n)
+    lo, hi = np.minimum(j, x), np.maximum(j, x)
+    index = n * lo - lo * (lo + 1) // 2 + hi - lo - 1
+    index[x] = 0  # (x, x) is not stored; callers mask it
+    return index
+
+
+def _condensed_distances(X, metric):
+    n = X.shape[0]
+    condensed = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    start = 0
+    for i in range(n - 1):
+        row = _distance_block(X[i : i + 1], X[i + 1 :], metric)[0]
+        condensed[start : start + row.size] = row
+        start += row.size
+    return condensed
+
+
+def _pairwise_nn_chain(X, method, metric):
+    """Average or complete merges by the nearest-neighbour chain over the condensed matrix,
+    updated by the Lance-Williams formula (SciPy's ``nn_chain``)."""
+    n = X.shape[0]
+    D = _condensed_distances(X, metric)
+    size = np.ones(n, dtype=np.float64)
+    active = np.ones(n, dtype=bool)
+    pairs = np.empty((n - 1, 2), dtype=np.int64)
+    heights = np.empty(n - 1, dtype=np.float64)
+    chain = []
+    for k in range(n - 1):
+        if not chain:
+            chain.append(int(np.argmax(active)))
+        while True:
+            x = chain[-1]
+            row = D[_condensed_row(n, x)]
+            row[~active] = np.inf
+            row[x] = np.inf
+            y, best = _nearest_with_previous(row, chain)
+            if len(chain) > 1 and y == chain[-2]:
+                break
+            chain.append(y)
+        chain.pop()
+        chain.pop()
+        x, y = min(x, y), max(x, y)
+        pairs[k] = (x, y)
+        heights[k] = best
+        others = active.copy()
+        others[[x, y]] = False
+        to_x, to_y = _condensed_row(n, x)[others], _condensed_row(n, y)[others]
+        if method == "average":
+            D[to_y] = (size[x] * D[to_x] + size[y] * D[to_y]) / (size[x] + size[y])
+        else:  # complete
+            D[to_y] = np.maximum(D[to_x], D[to_y])
+        size[y] += size[x]
+        active[x] = False
+    return pairs, heights
+
+
+def _single_prim(X, metric):
+    """Single-linkage merges by Prim's minimum spanning tree from row 0: each step adds the
+    row nearest to the tree (lowest index among equals); the edge is reported as (the row
+    added last, the new row), as SciPy and scikit-learn report it."""
+    n = X.shape[0]
+    nearest = np.full(n, np.inf)  # distance of each row to the tree
+    in_tree = np.zeros(n, dtype=bool)
+    pairs = np.empty((n - 1, 2), dtype=np.int64)
+    heights = np.empty(n - 1, dtype=np.float64)
+    current = 0
+    for k in range(n - 1):
+        in_tree[current] = True
+        np.minimum(nearest, _distance_block(X[current : current + 1], X, metric)[0], out=nearest)
+        candidates = np.where(in_tree, np.inf, nearest)
+        new = int(np.argmin(candidates))
+        pairs[k] = (current, new)
+        heights[k] = candidates[new]
+        current = new
+    return pairs, heights
+
+
+def linkage(X, method, metric):
+    if method == "ward":
+        pairs, heights = _ward_nn_chain(X)
+    elif method == "single":
+        pairs, heights = _single_prim(X, metric)
+    else:
+        pairs, heights = _pairwise_nn_chain(X, method, metric)
+    return _label_merges(pairs, heights, X.shape[0], sort_pairs=method != "single")

@@ -11,6 +11,7 @@ from .mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
 from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
 from .silhouette import silhouette_cluster_sums
 from .snnl import snnl_loss_and_grad
+from .hierarchy import linkage
 
 __all__ = [
     "gmm_e_step",
@@ -21,6 +22,7 @@ __all__ = [
     "kmeans_step",
     "kmeans_update",
     "kneighbors",
+    "linkage",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
     "select_backend",
