@@ -1,7 +1,9 @@
 """The ``fastlatent`` command: find how many groups there are and which model fits.
 
-    fastlatent cluster [INPUT] [--model gmm|kmeans] [--k 2:20] [--covariance full,tied,diag,spherical]
+    fastlatent cluster [INPUT] [--model gmm|kmeans|hierarchical] [--k 2:20]
+                       [--covariance full,tied,diag,spherical] [--linkage ward] [--threshold T]
                        [--metric euclidean|cosine] [--reduce none|pca|umap] [--dims 16]
+                       [--choose elbow|bic|silhouette] [--view pca|tsne|umap]
                        [--backend auto] [--labels FILE] [--out DIR]
     fastlatent backends
 
@@ -9,7 +11,10 @@ INPUT is a .npy, .npz or .csv file of one row per item; without it the command r
 scikit-learn's digits (1,797 images of 8x8 pixels, 10 known classes). The command writes to
 --out: labels.csv (the chosen model's cluster of each row), sweep.csv and sweep.md (one row
 per model fitted), report.json (the choice, scores, times, backend) and, with matplotlib
-installed, bic.png, silhouette.png and view.png (a 2-D PCA view coloured by cluster).
+installed, bic.png (k-means: inertia.png), silhouette.png, view.png (a 2-D view coloured by
+cluster and by the known classes) and, for --model hierarchical, dendrogram.png. A
+hierarchical run builds one tree and cuts it at each K (choosing the largest silhouette) or
+at --threshold.
 
 Errors in the input (a missing file, a wrong shape, NaN, text in a numeric column) print one
 line and exit with status 2.
@@ -190,8 +195,9 @@ def _cluster_summary(Z, labels, centres, n_nearest=5):
     return summary
 
 
-def _plots(out, table, chosen, view, labels, known):
-    """bic.png, silhouette.png and view.png; returns the files written, or a reason."""
+def _plots(out, table, chosen, view, view_name, labels, known, tree=None):
+    """The curves (bic.png or inertia.png, silhouette.png), view.png and, for a hierarchical
+    model, dendrogram.png; returns the files written and the reason for none, if any."""
     try:
         import matplotlib
 
@@ -202,9 +208,13 @@ def _plots(out, table, chosen, view, labels, known):
         return [], "matplotlib is not installed (pip install 'fastlatent[cli]'): no plots"
     written = []
     groups = sorted({row["covariance_type"] for row in table}) or [""]
-    curves = [("bic", "BIC (lower is better; K at the elbow)"), ("silhouette", "silhouette (higher is better)")]
-    if chosen["model"] == "kmeans":
-        curves[0] = ("inertia", "inertia (K at the elbow)")
+    curves = {
+        "gmm": [("bic", "BIC (lower is better; K at the elbow)")],
+        "kmeans": [("inertia", "inertia (K at the elbow)")],
+        "hierarchical": [],
+    }[chosen["model"]]
+    if len(table) > 1:
+        curves.append(("silhouette", "silhouette (higher is better)"))
     for column, title in curves:
         fig, ax = plt.subplots(figsize=(6, 4))
         for group in groups:
@@ -216,7 +226,7 @@ def _plots(out, table, chosen, view, labels, known):
         ax.set_title(title)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = os.path.join(out, f"{'bic' if column != 'silhouette' else 'silhouette'}.png")
+        path = os.path.join(out, f"{column}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
@@ -228,13 +238,36 @@ def _plots(out, table, chosen, view, labels, known):
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("2-D PCA view")
+    fig.suptitle(f"2-D {view_name} view")
     fig.tight_layout()
     path = os.path.join(out, "view.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     written.append(path)
+    if tree is not None:
+        from scipy.cluster.hierarchy import dendrogram
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        dendrogram(tree, truncate_mode="lastp", p=min(40, len(tree) + 1), ax=ax, no_labels=True,
+                   color_threshold=tree[-chosen["n_clusters"] + 1, 2] if chosen["n_clusters"] > 1 else 0)
+        ax.set_title(f"top of the tree ({chosen['covariance_type']} linkage), K={chosen['n_clusters']} coloured")
+        ax.set_ylabel("merge height")
+        fig.tight_layout()
+        path = os.path.join(out, "dendrogram.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     return written, None
+
+
+def _scipy_linkage(model):
+    """SciPy's linkage matrix of a fitted AgglomerativeClustering (for dendrogram)."""
+    n = model.n_leaves_
+    sizes = np.ones(2 * n - 1)
+    for step, (a, b) in enumerate(model.children_):
+        sizes[n + step] = sizes[a] + sizes[b]
+    pairs = np.sort(model.children_, axis=1).astype(np.float64)
+    return np.column_stack([pairs, model.distances_, sizes[n:]])
 
 
 # ---------------------------------------------------------------------------- commands
@@ -247,7 +280,12 @@ def cluster(args):
     from . import __version__, selection
     from .metrics import clustering_accuracy
     from .ops import select_backend
+    from .views import embed_2d
 
+    if args.model == "hierarchical" and args.linkage == "ward" and args.metric != "euclidean":
+        raise InputError("--linkage ward needs --metric euclidean")
+    if args.choose == "bic" and args.model != "gmm":
+        raise InputError("--choose bic needs --model gmm (the other models have no likelihood)")
     times = {}
     start = t0 = time.perf_counter()
     X, known, described = load_input(args.input)
@@ -279,12 +317,17 @@ def cluster(args):
         )
         labels = result.model.predict(Z)
         centres = result.model.means_
-    else:
-        if args.choose == "bic":
-            raise InputError("--choose bic needs --model gmm (k-means has no likelihood)")
+    elif args.model == "kmeans":
         result = selection.sweep_kmeans(Z, args.k, metric=args.metric, criterion=args.choose, **common)
         labels = result.model.labels_
         centres = result.model.cluster_centers_
+    else:
+        common.pop("progress")
+        result = selection.sweep_hierarchical(
+            Z, args.k, args.linkage, args.metric, distance_threshold=args.threshold, **common
+        )
+        labels = result.model.labels_
+        centres = None
     times["sweep"] = time.perf_counter() - t0
 
     os.makedirs(args.out, exist_ok=True)
@@ -302,12 +345,16 @@ def cluster(args):
             "n_classes": int(len(np.unique(known))),
         }
     t0 = time.perf_counter()
-    view = PCA(2, random_state=args.seed).fit_transform(Z) if Z.shape[1] > 2 else np.column_stack([Z, np.zeros((Z.shape[0], 2 - Z.shape[1]))])
-    plots, why_not = _plots(args.out, result.table, result.chosen, view, labels, known)
+    try:
+        view = embed_2d(Z, args.view, random_state=args.seed)
+    except ImportError as exc:
+        raise InputError(str(exc)) from None
+    tree = _scipy_linkage(result.model) if args.model == "hierarchical" else None
+    plots, why_not = _plots(args.out, result.table, result.chosen, view, args.view, labels, known, tree)
     times["plots"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - start
 
-    minimum = min(result.table, key=lambda r: r["bic"] if args.model == "gmm" else r["inertia"])
+    lowest = {"gmm": "bic", "kmeans": "inertia"}.get(args.model)
     report = {
         "input": described,
         "shape": list(X.shape),
@@ -316,7 +363,12 @@ def cluster(args):
         "metric": args.metric,
         "k_swept": args.k,
         "covariance_types": args.covariance if args.model == "gmm" else None,
-        "choice_rule": {
+        "linkage": args.linkage if args.model == "hierarchical" else None,
+        "threshold": args.threshold if args.model == "hierarchical" else None,
+        "view": args.view,
+        "choice_rule": "the distance threshold" if args.threshold is not None and args.model == "hierarchical"
+        else "the largest silhouette" if args.model == "hierarchical"
+        else {
             "elbow": "K at the elbow (largest second difference) of each curve "
             + ("of BIC; among covariance types the elbow model with the lowest BIC" if args.model == "gmm" else "of inertia"),
             "bic": "the lowest BIC",
@@ -325,7 +377,7 @@ def cluster(args):
         "chosen": _jsonable(result.chosen),
         "elbows": result.elbows,
         "best_silhouette": _jsonable(result.best_silhouette),
-        "lowest_bic" if args.model == "gmm" else "lowest_inertia": _jsonable(minimum),
+        f"lowest_{lowest or 'bic'}": _jsonable(min(result.table, key=lambda r: r[lowest])) if lowest else None,
         "scores_against_labels": scores,
         "clusters": _cluster_summary(Z, np.asarray(labels), centres),
         "times_seconds": times,
@@ -381,7 +433,12 @@ def build_parser():
         "curve, report the silhouette beside it, and write labels, report.json and plots.",
     )
     c.add_argument("input", nargs="?", help=".npy, .npz or .csv (one row per item); default: scikit-learn's digits")
-    c.add_argument("--model", choices=["gmm", "kmeans"], default="gmm")
+    c.add_argument("--model", choices=["gmm", "kmeans", "hierarchical"], default="gmm",
+                   help="Gaussian mixtures (default), k-means, or agglomerative clustering (one tree, "
+                   "cut at each K or at --threshold)")
+    c.add_argument("--linkage", choices=["ward", "average", "complete", "single"], default="ward",
+                   help="linkage of --model hierarchical (default ward)")
+    c.add_argument("--threshold", type=float, help="--model hierarchical: cut where merges pass this distance")
     c.add_argument("--k", type=_parse_k, default=list(range(2, 21)), help="N or START:STOP[:STEP] (default 2:20)")
     c.add_argument(
         "--covariance", type=_parse_covariances, default=list(COVARIANCE_TYPES), help="comma-separated (default: all four)"
@@ -393,6 +450,8 @@ def build_parser():
     c.add_argument("--choose", choices=["elbow", "bic", "silhouette"], default="elbow",
                    help="how the model is chosen: K at the elbow of the BIC (k-means: inertia) curve "
                    "(default), the lowest BIC (gmm only), or the largest silhouette")
+    c.add_argument("--view", choices=["pca", "tsne", "umap"], default="pca",
+                   help="the 2-D view of view.png (umap needs umap-learn)")
     c.add_argument("--backend", default="auto", help="auto, cuda, cpu, numba or numpy")
     c.add_argument("--labels", help="known labels, one per line (.txt/.csv) or .npy: adds ARI, NMI and accuracy")
     c.add_argument("--out", default="fastlatent-out", help="output directory (default fastlatent-out)")

@@ -31,11 +31,12 @@ from sklearn.utils import check_random_state
 
 from ._arrays import to_host
 from ._validation import check_array
-from .cluster import KMeans
+from .cluster import AgglomerativeClustering, KMeans
+from .cluster._agglomerative import _cut_tree
 from .metrics.cluster import silhouette_score
 from .mixture import GaussianMixture
 
-__all__ = ["ModelTable", "SweepResult", "elbow", "sweep_gaussian_mixture", "sweep_kmeans"]
+__all__ = ["ModelTable", "SweepResult", "elbow", "sweep_gaussian_mixture", "sweep_hierarchical", "sweep_kmeans"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 COLUMNS = (
@@ -347,6 +348,76 @@ def sweep_kmeans(
     chosen = table.where(n_clusters=k_elbow)[0] if criterion == "elbow" else _best_silhouette(table, required=True)
     model = KMeans(chosen["n_clusters"], metric=metric, random_state=random_state, backend=backend, **params).fit(X)
     return SweepResult(table, {"kmeans": k_elbow}, chosen, _best_silhouette(table), model)
+
+
+def sweep_hierarchical(
+    X,
+    n_clusters=range(2, 11),
+    linkage="ward",
+    metric="euclidean",
+    *,
+    distance_threshold=None,
+    silhouette=True,
+    silhouette_sample_size=None,
+    random_state=0,
+    backend=None,
+    progress=None,
+):
+    """Build one hierarchical tree and cut it at every K in ``n_clusters`` (or once, at
+    ``distance_threshold``); the K with the largest silhouette is chosen.
+
+    The tree is built once (``AgglomerativeClustering``'s, so every cut's labels are the
+    estimator's for that K); ``fit_seconds`` is the tree's time on the first row and the cut's
+    on the others. ``model`` is an ``AgglomerativeClustering`` for the chosen K (or
+    threshold), fitted from the same tree.
+    """
+    X = to_host(check_array(X, min_samples=2))
+    start = time.perf_counter()
+    tree = AgglomerativeClustering(
+        n_clusters=1, compute_distances=True, linkage=linkage, metric=metric, backend=backend
+    ).fit(X)
+    n = X.shape[0]
+    if distance_threshold is not None:
+        ks = [int(np.count_nonzero(tree.distances_ >= distance_threshold)) + 1]
+    else:
+        ks = _check_ks(n_clusters, n, "n_clusters")
+    rows, cuts = [], {}
+    for k in _progress(ks, progress, "hierarchical cuts"):
+        cuts[k] = _cut_tree(k, tree.children_, n)
+        row = {name: float("nan") for name in COLUMNS}
+        row.update(
+            model="hierarchical",
+            covariance_type=linkage,
+            n_clusters=k,
+            silhouette=_silhouette(X, cuts[k], metric, silhouette_sample_size, random_state, backend)
+            if silhouette
+            else float("nan"),
+            n_iter=0,
+            converged=True,
+            fit_seconds=time.perf_counter() - start,
+        )
+        rows.append(row)
+        start = time.perf_counter()
+    table = ModelTable(rows)
+    if len(table) == 1:
+        chosen = table[0]
+    else:
+        _check_criterion("silhouette", ("silhouette",), silhouette)
+        chosen = _best_silhouette(table, required=True)
+    k = chosen["n_clusters"]
+    model = AgglomerativeClustering(
+        n_clusters=None if distance_threshold is not None else k,
+        distance_threshold=distance_threshold,
+        linkage=linkage,
+        metric=metric,
+        compute_distances=True,
+        backend=backend,
+    )
+    for name in ("children_", "distances_", "n_leaves_", "n_connected_components_", "n_features_in_"):
+        setattr(model, name, getattr(tree, name))
+    model.n_clusters_ = k
+    model.labels_ = cuts[k]
+    return SweepResult(table, {}, chosen, _best_silhouette(table), model)
 
 
 def _check_criterion(criterion, allowed, silhouette):

@@ -115,6 +115,9 @@ def test_bad_arguments(blobs, tmp_path, capsys):
     assert code == 2 and "Unknown backend 'tpu'" in err[0]
     code, err = _bad(tmp_path, capsys, ["cluster", str(folder / "X.npy"), "--labels", str(folder / "X.csv")])
     assert code == 2 and "121 labels for 120 rows" in err[0]
+    code, err = _bad(tmp_path, capsys, ["cluster", str(folder / "X.npy"), "--model", "hierarchical",
+                                        "--metric", "cosine"])
+    assert code == 2 and "--linkage ward needs --metric euclidean" in err[0]
     path = tmp_path / "data.txt"
     path.write_text("1 2\n")
     code, err = _bad(tmp_path, capsys, ["cluster", str(path)])
@@ -122,6 +125,23 @@ def test_bad_arguments(blobs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["cluster", "--k", "2:x"])
     assert exit_info.value.code == 2
+
+
+def test_hierarchical_run(blobs, tmp_path):
+    folder, _, _ = blobs
+    out = tmp_path / "out"
+    assert main(["cluster", str(folder / "Xy.npz"), "--model", "hierarchical", "--k", "2:5",
+                 "--linkage", "average", "--view", "tsne", "--out", str(out)]) == 0
+    report = _report(out)
+    assert report["model"] == "hierarchical" and report["linkage"] == "average" and report["view"] == "tsne"
+    assert report["chosen"]["n_clusters"] == 3 and report["scores_against_labels"]["clustering_accuracy"] == 1.0
+    assert report["choice_rule"] == "the largest silhouette"
+    for name in ["dendrogram.png", "silhouette.png", "view.png"]:
+        assert (out / name).stat().st_size > 0
+    out2 = tmp_path / "threshold"
+    assert main(["cluster", str(folder / "X.npy"), "--model", "hierarchical", "--threshold", "1e9",
+                 "--out", str(out2)]) == 0
+    assert _report(out2)["chosen"]["n_clusters"] == 1
 
 
 def test_backends_command(capsys):

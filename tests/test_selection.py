@@ -103,3 +103,26 @@ def test_bad_arguments(blobs):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="Input X contains NaN"):
         selection.sweep_kmeans(bad, [2])
+
+
+@pytest.mark.parametrize("linkage", ["ward", "average", "single"])
+def test_hierarchical_sweep_cuts_one_tree(blobs, linkage):
+    X, labels = blobs
+    result = selection.sweep_hierarchical(X, range(2, 7), linkage)
+    for row in result.table:
+        fit = fl.AgglomerativeClustering(n_clusters=row["n_clusters"], linkage=linkage).fit(X)
+        assert row["silhouette"] == pytest.approx(fl.silhouette_score(X, fit.labels_), rel=1e-10)
+    assert result.chosen["n_clusters"] == 4  # the largest silhouette
+    reference = fl.AgglomerativeClustering(n_clusters=4, linkage=linkage, compute_distances=True).fit(X)
+    np.testing.assert_array_equal(result.model.labels_, reference.labels_)
+    np.testing.assert_array_equal(result.model.children_, reference.children_)
+    np.testing.assert_allclose(result.model.distances_, reference.distances_)
+    assert fl.clustering_accuracy(labels, result.model.labels_) == 1.0
+
+
+def test_hierarchical_sweep_at_a_threshold(blobs):
+    X, _ = blobs
+    result = selection.sweep_hierarchical(X, distance_threshold=20.0)
+    reference = fl.AgglomerativeClustering(n_clusters=None, distance_threshold=20.0).fit(X)
+    assert len(result.table) == 1 and result.chosen["n_clusters"] == reference.n_clusters_
+    np.testing.assert_array_equal(result.model.labels_, reference.labels_)
