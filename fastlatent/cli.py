@@ -292,7 +292,7 @@ def cluster(args):
     if args.labels:
         known = load_labels(args.labels, X.shape[0])
     times["load"] = time.perf_counter() - t0
-    if max(args.k) >= X.shape[0]:
+    if max(args.k) >= X.shape[0] and not (args.model == "hierarchical" and args.threshold is not None):
         raise InputError(f"--k goes up to {max(args.k)}, but the input has only {X.shape[0]} rows")
     try:
         backend_name = select_backend(args.backend, op="kmeans_update")[0]
@@ -322,7 +322,6 @@ def cluster(args):
         labels = result.model.labels_
         centres = result.model.cluster_centers_
     else:
-        common.pop("progress")
         result = selection.sweep_hierarchical(
             Z, args.k, args.linkage, args.metric, distance_threshold=args.threshold, **common
         )
@@ -366,18 +365,10 @@ def cluster(args):
         "linkage": args.linkage if args.model == "hierarchical" else None,
         "threshold": args.threshold if args.model == "hierarchical" else None,
         "view": args.view,
-        "choice_rule": "the distance threshold" if args.threshold is not None and args.model == "hierarchical"
-        else "the largest silhouette" if args.model == "hierarchical"
-        else {
-            "elbow": "K at the elbow (largest second difference) of each curve "
-            + ("of BIC; among covariance types the elbow model with the lowest BIC" if args.model == "gmm" else "of inertia"),
-            "bic": "the lowest BIC",
-            "silhouette": "the largest silhouette",
-        }[args.choose],
+        "choice_rule": _choice_rule(args),
         "chosen": _jsonable(result.chosen),
         "elbows": result.elbows,
         "best_silhouette": _jsonable(result.best_silhouette),
-        f"lowest_{lowest or 'bic'}": _jsonable(min(result.table, key=lambda r: r[lowest])) if lowest else None,
         "scores_against_labels": scores,
         "clusters": _cluster_summary(Z, np.asarray(labels), centres),
         "times_seconds": times,
@@ -387,6 +378,8 @@ def cluster(args):
         "files": ["labels.csv", "sweep.csv", "sweep.md", "report.json"] + [os.path.basename(p) for p in plots],
         "plots_skipped": why_not,
     }
+    if lowest:
+        report[f"lowest_{lowest}"] = _jsonable(min(result.table, key=lambda r: r[lowest]))
     with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
 
@@ -404,6 +397,16 @@ def cluster(args):
         print(why_not, file=sys.stderr)
     print(f"wrote {args.out}/: " + ", ".join(report["files"]) + f" in {times['total']:.1f} s")
     return 0
+
+
+def _choice_rule(args):
+    if args.model == "hierarchical":
+        return "the distance threshold" if args.threshold is not None else "the largest silhouette"
+    if args.choose == "elbow":
+        return "K at the elbow (largest second difference) of each curve " + (
+            "of BIC; among covariance types the elbow model with the lowest BIC" if args.model == "gmm" else "of inertia"
+        )
+    return {"bic": "the lowest BIC", "silhouette": "the largest silhouette"}[args.choose]
 
 
 def _jsonable(row):
