@@ -161,3 +161,17 @@ def test_module_entry_point_on_the_shipped_digits(tmp_path):
     report = _report(out)
     assert report["shape"] == [1797, 64] and report["scores_against_labels"]["n_classes"] == 10
     assert report["scores_against_labels"]["clustering_accuracy"] > 0.5
+
+
+def test_umap_missing_is_one_line(blobs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        folder, _, _ = blobs
+        code = main(["cluster", str(folder / "X.npy"), "--reduce", "umap", "--dims", "2", "--k", "2",
+                     "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1].startswith("fastlatent: error:") and "umap-learn" in err[-1]
+    else:
+        pytest.skip("umap-learn is installed")
