@@ -399,6 +399,33 @@ void gmm_e_step(const double* X, const double* log_weights, const double* means,
 
 namespace {
 
+constexpr int64_t kMomentRows = 16;
+
+// acc[j] += sum_i w[i * w_stride] * rows[i * d + j] for i = 0 .. n_rows - 1, each acc[j] adding
+// the rows in order; four columns at a time in a register (one load and one store of acc per
+// block of rows instead of per row).
+inline void accumulate_rows(double* __restrict acc, const double* __restrict rows,
+                            const double* __restrict w, int64_t w_stride, int64_t n_rows,
+                            int64_t d) {
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    v4d a0 = load4(acc + j), a1 = load4(acc + j + 4);
+    for (int64_t i = 0; i < n_rows; ++i) {
+      const double wi = w[i * w_stride];
+      const v4d wv = {wi, wi, wi, wi};
+      a0 += wv * load4(rows + i * d + j);
+      a1 += wv * load4(rows + i * d + j + 4);
+    }
+    std::memcpy(acc + j, &a0, sizeof a0);
+    std::memcpy(acc + j + 4, &a1, sizeof a1);
+  }
+  for (; j < d; ++j) {
+    double a = acc[j];
+    for (int64_t i = 0; i < n_rows; ++i) a += w[i * w_stride] * rows[i * d + j];
+    acc[j] = a;
+  }
+}
+
 template <class T>
 void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
                   CovarianceType type, double* nk, double* sums, double* extra) {
@@ -417,28 +444,32 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
     double* pk = partials.data() + size_t(t) * stride;
     double* ps = pk + k;
     double* pe = ps + size_t(k) * size_t(d);
-    std::vector<double> x(static_cast<size_t>(d)), xx(static_cast<size_t>(d));
+    // Rows in blocks of kMomentRows, the accumulators of one component at a time: its d sums
+    // (and squares) stay in L1 while the block's rows are added, in row order as before. One
+    // row at a time, all k x d accumulators went through the cache for every row: the diag
+    // M-step of 1,000,000 x 64, K=64 took 0.9 s.
+    std::vector<double> x(size_t(kMomentRows) * size_t(d)), xx(size_t(kMomentRows) * size_t(d));
+    std::vector<double> r(size_t(kMomentRows) * size_t(k));
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t j = 0; j < d; ++j) x[j] = static_cast<double>(X[i * d + j]);
+    for (int64_t block = 0; block < (n + kMomentRows - 1) / kMomentRows; ++block) {
+      const int64_t i0 = block * kMomentRows;
+      const int64_t rows = std::min(kMomentRows, n - i0);
+      for (int64_t e = 0; e < rows * d; ++e) x[e] = static_cast<double>(X[i0 * d + e]);
       if (squares)
-        for (int64_t j = 0; j < d; ++j) xx[j] = x[j] * x[j];
+        for (int64_t e = 0; e < rows * d; ++e) xx[e] = x[e] * x[e];
+      for (int64_t e = 0; e < rows * k; ++e) r[e] = static_cast<double>(resp[i0 * k + e]);
       for (int64_t c = 0; c < k; ++c) {
-        const double r = static_cast<double>(resp[i * k + c]);
-        pk[c] += r;
-        double* __restrict s = ps + size_t(c) * size_t(d);
-        for (int64_t j = 0; j < d; ++j) s[j] += r * x[j];
-        if (squares) {
-          double* __restrict q = pe + size_t(c) * size_t(d);
-          for (int64_t j = 0; j < d; ++j) q[j] += r * xx[j];
-        }
+        for (int64_t i = 0; i < rows; ++i) pk[c] += r[i * k + c];
+        accumulate_rows(ps + size_t(c) * size_t(d), x.data(), r.data() + c, k, rows, d);
+        if (squares) accumulate_rows(pe + size_t(c) * size_t(d), xx.data(), r.data() + c, k, rows, d);
       }
       if (tied)
-        for (int64_t a = 0; a < d; ++a) {
-          const double xa = x[a];
-          double* __restrict m = pe + size_t(a) * size_t(d);
-          for (int64_t b = a; b < d; ++b) m[b] += xa * x[b];
-        }
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t a = 0; a < d; ++a) {
+            const double xa = x[i * d + a];
+            double* __restrict m = pe + size_t(a) * size_t(d);
+            for (int64_t b = a; b < d; ++b) m[b] += xa * x[i * d + b];
+          }
     }
   }
   std::fill(nk, nk + k, 0.0);
