@@ -66,7 +66,10 @@ def silhouette_samples(X, labels, *, metric="euclidean", backend=None, **kwds):
     labels = _check_labels(labels, X.shape[0])
     codes = LabelEncoder().fit_transform(labels)
     counts = np.bincount(codes)
-    _sk_metrics.cluster._unsupervised.check_number_of_labels(len(counts), X.shape[0])
+    if not 1 < len(counts) < X.shape[0]:  # scikit-learn's check and message
+        raise ValueError(
+            f"Number of labels is {len(counts)}. Valid values are 2 to n_samples - 1 (inclusive)"
+        )
     sums = ops.silhouette_cluster_sums(X, codes, len(counts), native, backend=backend)
     return _silhouette_from_sums(sums, codes, counts).astype(X.dtype, copy=False)
 
