@@ -56,6 +56,12 @@ def to_host(X):
     return np.asarray(X)
 
 
+def host_if_device(X):
+    """X copied to the host when it lives on a GPU, else X itself, unconverted (so that a
+    validator after it sees the user's object and gives its own messages)."""
+    return to_host(X) if is_device_array(X) else X
+
+
 def like(result, reference):
     """``result`` (NumPy or CuPy) converted to the kind of array ``reference`` is."""
     if not is_device_array(reference):

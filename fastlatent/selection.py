@@ -30,10 +30,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._arrays import to_host
-from ._validation import check_array
+from ._validation import check_array, check_metric
 from .cluster import AgglomerativeClustering, KMeans
 from .cluster._agglomerative import _cut_tree
-from .metrics.cluster import silhouette_score
+from .metrics.cluster import _native_score
 from .mixture import GaussianMixture
 
 __all__ = ["ModelTable", "SweepResult", "elbow", "sweep_gaussian_mixture", "sweep_hierarchical", "sweep_kmeans"]
@@ -192,31 +192,48 @@ def _progress(items, progress, description):
     return tqdm(items, desc=description, unit="model")
 
 
-def _silhouette(X, labels, metric, sample_size, random_state, backend):
-    if not 2 <= len(np.unique(labels)) <= X.shape[0] - 1:
-        return float("nan")  # undefined (all rows in one cluster, or one row per cluster)
-    return silhouette_score(
-        X, labels, metric=metric, sample_size=sample_size, random_state=random_state, backend=backend
-    )
+class _Silhouette:
+    """The silhouette column of a sweep: ``score(X, labels)``, NaN when switched off or
+    undefined (all rows in one cluster, or one row per cluster). X is the sweep's validated
+    host array, so it is not validated again for every model."""
+
+    def __init__(self, enabled, metric, sample_size, random_state, backend):
+        self.enabled = enabled
+        self.metric = check_metric(metric)
+        self.sample_size = sample_size
+        self.random_state = random_state
+        self.backend = backend
+
+    def __call__(self, X, labels):
+        if not self.enabled or not 2 <= len(np.unique(labels)) <= X.shape[0] - 1:
+            return float("nan")
+        return _native_score(X, labels, self.metric, self.sample_size, self.random_state, self.backend)
 
 
-def _fit_row(estimator, k, X, start, silhouette, metric, sample_size, random_state, backend):
-    """Fit ``estimator``; its row of the table with the columns every model has (the others
-    NaN). ``converged`` is False when the fit warned (ConvergenceWarning)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        labels = to_host(estimator.fit_predict(X))
-    seconds = time.perf_counter() - start
+def _row(k, silhouette, n_iter, converged, seconds, **columns):
+    """A row of the table: the columns every model has, the given ones, NaN for the rest."""
     row = {name: float("nan") for name in COLUMNS}
     row.update(
         covariance_type="",
         n_clusters=k,
-        silhouette=_silhouette(X, labels, metric, sample_size, random_state, backend) if silhouette else float("nan"),
-        n_iter=int(estimator.n_iter_),
-        converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught),
+        silhouette=silhouette,
+        n_iter=n_iter,
+        converged=converged,
         fit_seconds=seconds,
     )
+    row.update(columns)
     return row
+
+
+def _fit_row(estimator, k, X, start, score):
+    """Fit ``estimator`` and make its row; ``converged`` is False when the fit warned
+    (ConvergenceWarning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        labels = to_host(estimator.fit_predict(X))
+    seconds = time.perf_counter() - start
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return _row(k, score(X, labels), int(estimator.n_iter_), converged, seconds)
 
 
 class _MixtureFromLabels(GaussianMixture):
@@ -267,6 +284,7 @@ def sweep_gaussian_mixture(
     _check_criterion(criterion, ("elbow", "bic", "silhouette"), silhouette)
     X = to_host(check_array(X))
     ks = _check_ks(n_components, X.shape[0], "n_components")
+    score = _Silhouette(silhouette, silhouette_metric, silhouette_sample_size, random_state, backend)
     covariance_types = list(dict.fromkeys(covariance_types))
     for c in covariance_types:
         if c not in COVARIANCE_TYPES:
@@ -285,7 +303,7 @@ def sweep_gaussian_mixture(
             gmm._init_labels = init_labels[k]
         else:
             gmm = GaussianMixture(k, covariance_type=covariance_type, random_state=random_state, backend=backend, **params)
-        row = _fit_row(gmm, k, X, start, silhouette, silhouette_metric, silhouette_sample_size, random_state, backend)
+        row = _fit_row(gmm, k, X, start, score)
         row.update(
             model="gmm",
             covariance_type=covariance_type,
@@ -335,11 +353,12 @@ def sweep_kmeans(
     _check_criterion(criterion, ("elbow", "silhouette"), silhouette)
     X = to_host(check_array(X))
     ks = _check_ks(n_clusters, X.shape[0], "n_clusters")
+    score = _Silhouette(silhouette, metric, silhouette_sample_size, random_state, backend)
     rows = []
     for k in _progress(ks, progress, "KMeans sweep"):
         start = time.perf_counter()
         km = KMeans(k, metric=metric, random_state=random_state, backend=backend, **params)
-        row = _fit_row(km, k, X, start, silhouette, metric, silhouette_sample_size, random_state, backend)
+        row = _fit_row(km, k, X, start, score)
         row.update(model="kmeans", inertia=float(km.inertia_))
         row["converged"] = row["converged"] and km.n_iter_ < km.max_iter  # stopped before max_iter
         rows.append(row)
@@ -372,6 +391,7 @@ def sweep_hierarchical(
     threshold), fitted from the same tree.
     """
     X = to_host(check_array(X, min_samples=2))
+    score = _Silhouette(silhouette, metric, silhouette_sample_size, random_state, backend)
     start = time.perf_counter()
     tree = AgglomerativeClustering(
         n_clusters=1, compute_distances=True, linkage=linkage, metric=metric, backend=backend
@@ -384,19 +404,8 @@ def sweep_hierarchical(
     rows, cuts = [], {}
     for k in _progress(ks, progress, "hierarchical cuts"):
         cuts[k] = _cut_tree(k, tree.children_, n)
-        row = {name: float("nan") for name in COLUMNS}
-        row.update(
-            model="hierarchical",
-            covariance_type=linkage,
-            n_clusters=k,
-            silhouette=_silhouette(X, cuts[k], metric, silhouette_sample_size, random_state, backend)
-            if silhouette
-            else float("nan"),
-            n_iter=0,
-            converged=True,
-            fit_seconds=time.perf_counter() - start,
-        )
-        rows.append(row)
+        seconds = time.perf_counter() - start
+        rows.append(_row(k, score(X, cuts[k]), 0, True, seconds, model="hierarchical", covariance_type=linkage))
         start = time.perf_counter()
     table = ModelTable(rows)
     if len(table) == 1:

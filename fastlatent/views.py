@@ -10,7 +10,7 @@ default, capped below the number of rows) and "umap" (umap-learn, ``pip install
 
 import numpy as np
 
-from ._arrays import is_device_array, to_host
+from ._arrays import host_if_device
 from ._validation import check_array
 
 __all__ = ["VIEW_METHODS", "embed_2d", "plot_2d"]
@@ -30,7 +30,7 @@ def embed_2d(X, method="pca", *, random_state=0, **params):
     """
     if method not in VIEW_METHODS:
         raise ValueError(f"Unknown view method {method!r}; expected one of {VIEW_METHODS}.")
-    X = check_array(to_host(X) if is_device_array(X) else X, min_samples=2)
+    X = check_array(host_if_device(X), min_samples=2)
     if X.shape[1] <= 2:  # already two-dimensional (or one: pad with a zero column)
         return np.column_stack([X, np.zeros((X.shape[0], 2 - X.shape[1]), dtype=X.dtype)])
     if method == "pca":

@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .. import ops
-from .._arrays import is_device_array, to_host
+from .._arrays import host_if_device
 from .._validation import METRIC_ALIASES, check_array
 
 __all__ = ["clustering_accuracy", "silhouette_samples", "silhouette_score"]
@@ -34,10 +34,32 @@ def _native_metric(metric, X, kwds):
     return METRIC_ALIASES.get(metric)
 
 
-def _check_labels(labels, n_samples):
-    labels = column_or_1d(to_host(labels) if is_device_array(labels) else labels, warn=True)
-    check_consistent_length(np.empty(n_samples), labels)
-    return labels
+def _validated(X, labels):
+    """X (host, float32/float64, finite) and labels (1-D, one per row)."""
+    X = check_array(host_if_device(X))
+    labels = column_or_1d(host_if_device(labels), warn=True)
+    check_consistent_length(X, labels)
+    return X, labels
+
+
+def _native_samples(X, labels, metric, backend):
+    """silhouette_samples of validated input under a metric fastlatent computes."""
+    codes = LabelEncoder().fit_transform(labels)
+    counts = np.bincount(codes)
+    if not 1 < len(counts) < X.shape[0]:  # scikit-learn's check and message
+        raise ValueError(
+            f"Number of labels is {len(counts)}. Valid values are 2 to n_samples - 1 (inclusive)"
+        )
+    sums = ops.silhouette_cluster_sums(X, codes, len(counts), metric, backend=backend)
+    return _silhouette_from_sums(sums, codes, counts).astype(X.dtype, copy=False)
+
+
+def _native_score(X, labels, metric, sample_size, random_state, backend):
+    """silhouette_score of validated input (scikit-learn's subset when ``sample_size``)."""
+    if sample_size is not None:
+        indices = check_random_state(random_state).permutation(X.shape[0])[:sample_size]
+        X, labels = X[indices], labels[indices]
+    return float(np.mean(_native_samples(X, labels, metric, backend)))
 
 
 def silhouette_samples(X, labels, *, metric="euclidean", backend=None, **kwds):
@@ -62,16 +84,8 @@ def silhouette_samples(X, labels, *, metric="euclidean", backend=None, **kwds):
     native = _native_metric(metric, X, kwds)
     if native is None:
         return _sk_metrics.silhouette_samples(X, labels, metric=metric, **kwds)
-    X = check_array(to_host(X) if is_device_array(X) else X)
-    labels = _check_labels(labels, X.shape[0])
-    codes = LabelEncoder().fit_transform(labels)
-    counts = np.bincount(codes)
-    if not 1 < len(counts) < X.shape[0]:  # scikit-learn's check and message
-        raise ValueError(
-            f"Number of labels is {len(counts)}. Valid values are 2 to n_samples - 1 (inclusive)"
-        )
-    sums = ops.silhouette_cluster_sums(X, codes, len(counts), native, backend=backend)
-    return _silhouette_from_sums(sums, codes, counts).astype(X.dtype, copy=False)
+    X, labels = _validated(X, labels)
+    return _native_samples(X, labels, native, backend)
 
 
 def _silhouette_from_sums(sums, codes, counts):
@@ -103,16 +117,12 @@ def silhouette_score(
             "The 'sample_size' parameter of silhouette_score must be an int in the range "
             f"[1, inf) or None. Got {sample_size!r} instead."
         )
-    if _native_metric(metric, X, kwds) is None:
+    native = _native_metric(metric, X, kwds)
+    if native is None:
         return _sk_metrics.silhouette_score(
             X, labels, metric=metric, sample_size=sample_size, random_state=random_state, **kwds
         )
-    X = check_array(to_host(X) if is_device_array(X) else X)
-    labels = _check_labels(labels, X.shape[0])
-    if sample_size is not None:
-        indices = check_random_state(random_state).permutation(X.shape[0])[:sample_size]
-        X, labels = X[indices], labels[indices]
-    return float(np.mean(silhouette_samples(X, labels, metric=metric, backend=backend)))
+    return _native_score(*_validated(X, labels), native, sample_size, random_state, backend)
 
 
 def clustering_accuracy(y_true, y_pred):
@@ -133,8 +143,8 @@ def clustering_accuracy(y_true, y_pred):
     -------
     accuracy : float in [0, 1]
     """
-    y_true = column_or_1d(to_host(y_true) if is_device_array(y_true) else y_true)
-    y_pred = column_or_1d(to_host(y_pred) if is_device_array(y_pred) else y_pred)
+    y_true = column_or_1d(host_if_device(y_true))
+    y_pred = column_or_1d(host_if_device(y_pred))
     check_consistent_length(y_true, y_pred)
     if len(y_true) == 0:
         raise ValueError("clustering_accuracy needs at least one sample; got empty labels.")
