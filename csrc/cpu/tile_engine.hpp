@@ -252,18 +252,19 @@ struct StridedRows {
   A operator()(int64_t d, int r) const { return p[r * stride + d]; }
 };
 
-// acc[r][v] = sum over features of Op(x_r, y_{v-th vector}); the feature loop runs whole in
-// registers, loading one NR-wide row of the Y panel and broadcasting MR values of X per step.
+// acc[r][v] = start[v] + sum over features of Op(x_r, y_{v-th vector}), in feature order; the
+// feature loop runs whole in registers, loading one NR-wide row of the Y panel and broadcasting
+// MR values of X per step.
 template <class Op, int MR, int NV, class A, class XRows>
 inline void microkernel(XRows x, const A* y_panel, int64_t n_features,
-                        typename Vec<A>::type (&acc)[MR][NV]) {
+                        typename Vec<A>::type (&acc)[MR][NV], const typename Vec<A>::type (&start)[NV]) {
   using V = typename Vec<A>::type;
   constexpr int L = Vec<A>::lanes;
   V c[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) c[r][v] = V{};
+    for (int v = 0; v < NV; ++v) c[r][v] = start[v];
   for (int64_t d = 0; d < n_features; ++d) {
     V y[NV];
 #pragma GCC unroll 4
@@ -279,6 +280,14 @@ inline void microkernel(XRows x, const A* y_panel, int64_t n_features,
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = c[r][v];
+}
+
+// The same from zero: acc[r][v] = sum over features of Op(x_r, y_{v-th vector}).
+template <class Op, int MR, int NV, class A, class XRows>
+inline void microkernel(XRows x, const A* y_panel, int64_t n_features,
+                        typename Vec<A>::type (&acc)[MR][NV]) {
+  const typename Vec<A>::type zero[NV] = {};
+  microkernel<Op, MR, NV>(x, y_panel, n_features, acc, zero);
 }
 
 // ---- nearest row, squared euclidean (argmin and the k-means step) ---------------------------
@@ -384,13 +393,16 @@ inline double single_row_distance(const T* x, const T* y, int64_t n_features) {
 // Each thread gets one contiguous range of rows (OpenMP static schedule), so a sink that sums
 // per thread sums in row order within the thread.
 //
-// Screening exactly as ScreenedTopK in distances.cpp with k = 1 (same keys, same bound, same
-// decision, same exact distances): keys s_j = c_j - 2 x.y_j in T from the GEMM microkernel,
-// c_j = |y_j|^2 rounded to T; the best key wins outright when the second best exceeds it by
-// more than 2 e_i, e_i = 2 (D + 8) u (|x_i|^2 + max_j |y_j|^2) + 4 (D + 8) denorm_min; otherwise
-// the row is recomputed exactly against every row of Y. Either way the label is the exact
-// argmin and the distance the exact direct-form double sum, so results do not depend on the
-// thread count.
+// Screening as ScreenedTopK in distances.cpp with k = 1 (same bound, same exact distances):
+// keys s_j = c_j - 2 x.y_j in T, c_j = |y_j|^2 rounded to T, computed here as one FMA chain
+// seeded with c_j over the features of x and the packed -2 y_j (ScreenedTopK rounds x.y_j first
+// and then forms the key: two more roundings). Error of this chain: u |y_j|^2 for c_j, plus
+// gamma_D (|c_j| + 2 sum_d |x_d y_jd|) <= gamma_D ((2 + u) |y_j|^2 + |x|^2) for the D FMAs, so
+// within the same e_i. The best key wins outright when the second best exceeds it by more than
+// 2 e_i, e_i = 2 (D + 8) u (|x_i|^2 + max_j |y_j|^2) + 4 (D + 8) denorm_min; otherwise the row is
+// recomputed exactly against every row of Y. Either way the label is the exact argmin and the
+// distance the exact direct-form double sum (so the two engines agree bit for bit, though they
+// may re-check different rows), and results do not depend on the thread count.
 //
 // Loop order, unlike the top-k engine: X is not packed. A group of G panels of MR rows
 // (about 12 KiB, in L1) is read in place; each Y panel (NR x D, packed) passes over the whole
@@ -434,7 +446,10 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
 
   const int64_t n_y_panels = (n_y + NR - 1) / NR;
   std::vector<double> y_squared(size_t(n_y_panels) * NR, 0.0);
-  const std::vector<T> y_packed = pack_all<NR, T>(Y, n_y, D, false, y_squared.data());
+  // Packed as -2 y (exact: a power of two, and |y|^2 < norm_limit rules out overflow), so that
+  // the microkernel seeded with c_j yields the key c_j - 2 x.y_j itself.
+  std::vector<T> y_packed = pack_all<NR, T>(Y, n_y, D, false, y_squared.data());
+  for (T& value : y_packed) value *= T(-2);
   // Y in double for the exact distances (exact conversion: the same sums, fewer conversions).
   const std::vector<double> y_double(Y, Y + n_y * D);
   std::vector<T> key_offsets(size_t(n_y_panels) * NR, std::numeric_limits<T>::infinity());
@@ -525,14 +540,14 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
         for (int64_t p = 0; p < n_panels; ++p) {
           const T* x = p < full_panels ? X + (row0 + p * MR) * D : tail;
           V acc[MR][NV];
-          microkernel<DotProduct, MR, NV>(StridedRows<T>{x, D}, y_panel, D, acc);
+          microkernel<DotProduct, MR, NV>(StridedRows<T>{x, D}, y_panel, D, acc, offsets);
           LaneState* s = state + p * MR;
           if (q == 0) {
 #pragma GCC unroll 8
             for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
               for (int v = 0; v < NV; ++v) {
-                s[r].best[v] = offsets[v] - (acc[r][v] + acc[r][v]);
+                s[r].best[v] = acc[r][v];
                 s[r].second[v] = infinity;
                 s[r].panel[v] = IV{};
               }
@@ -541,7 +556,7 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
             for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
               for (int v = 0; v < NV; ++v) {
-                const V key = offsets[v] - (acc[r][v] + acc[r][v]);
+                const V key = acc[r][v];
                 const V best = s[r].best[v];
                 // Strictly smaller only: an equal key leaves best == second, an ambiguous row.
                 s[r].panel[v] = key < best ? panel : s[r].panel[v];
