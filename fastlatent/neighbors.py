@@ -38,6 +38,11 @@ class NearestNeighbors(BaseEstimator):
         Accepted for compatibility; must be None or empty.
     n_jobs : int, default=None
         Accepted for compatibility; the native backends use all cores (OpenMP).
+    precision : {"exact", "tf32", "bf16"}, default="exact"
+        Precision of the distance products of the search (euclidean, sqeuclidean, cosine).
+        "tf32" and "bf16" screen on GPU tensor cores (cuda backend) and re-check every row
+        whose margin is within the format's error bound, so the neighbours equal "exact"'s.
+        Backends without tensor cores warn and compute exactly.
     backend : {"auto", "cuda", "cpu", "numba", "numpy"}, default=None
         Where the kernels run; None follows ``fastlatent.config_context``.
 
@@ -54,6 +59,7 @@ class NearestNeighbors(BaseEstimator):
         "p": [Interval(numbers.Real, 1, None, closed="left")],
         "metric_params": [dict, None],
         "n_jobs": [numbers.Integral, None],
+        "precision": [StrOptions({"exact", "tf32", "bf16"})],
         "backend": [StrOptions(set(BACKEND_CHOICES)), None],
     }
 
@@ -67,6 +73,7 @@ class NearestNeighbors(BaseEstimator):
         p=2,
         metric_params=None,
         n_jobs=None,
+        precision="exact",
         backend=None,
     ):
         self.n_neighbors = n_neighbors
@@ -76,6 +83,7 @@ class NearestNeighbors(BaseEstimator):
         self.p = p
         self.metric_params = metric_params
         self.n_jobs = n_jobs
+        self.precision = precision
         self.backend = backend
 
     def _effective_metric(self):
@@ -138,7 +146,7 @@ class NearestNeighbors(BaseEstimator):
                 )
 
         distances, indices = ops.kneighbors(
-            X, self._fit_X, n_neighbors, self.effective_metric_, backend=self.backend
+            X, self._fit_X, n_neighbors, self.effective_metric_, precision=self.precision, backend=self.backend
         )
         if query_is_train:
             distances, indices = _drop_self(np.asarray(distances), np.asarray(indices))

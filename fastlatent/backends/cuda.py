@@ -125,6 +125,56 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     return sums, weights
 
 
+# ---- tensor-core products for precision="tf32" / "bf16" (fastlatent/ops/_reduced_precision.py).
+# cuBLAS through CuPy's gemmEx binding; NOT RUN on a GPU by its author (no GPU in that session):
+# the gpu-marked tests in tests/ops/test_reduced_precision.py check it against the exact kernels.
+_CUDA_R_32F, _CUDA_R_16BF = 0, 14
+_CUBLAS_COMPUTE_32F, _CUBLAS_COMPUTE_32F_FAST_TF32 = 68, 77
+_CUBLAS_OP_N, _CUBLAS_OP_T = 0, 1
+_CUBLAS_GEMM_DEFAULT = -1
+
+# float32 -> bfloat16 bits, rounded to nearest, ties to even (a value within half a bfloat16 unit
+# of the float32 maximum becomes inf; nearest() proves no row whose norms reach 2^50).
+_to_bfloat16 = cupy.ElementwiseKernel(
+    "float32 x",
+    "uint16 y",
+    "unsigned int b = __float_as_uint(x); b += 0x7fffu + ((b >> 16) & 1u); y = (unsigned short)(b >> 16);",
+    "fastlatent_to_bfloat16",
+)
+
+
+def tensor_core_gemm(A, B, precision):
+    """A @ B.T for float32 C-contiguous A (m x d) and B (n x d), float32 out, on tensor cores:
+    inputs as TF32 (cuBLAS's FAST_TF32 compute type) or bfloat16 (rounded here), accumulated
+    in float32."""
+    from cupy.cuda import device
+    from cupy_backends.cuda.libs import cublas
+
+    A = cupy.ascontiguousarray(A, dtype=cupy.float32)
+    B = cupy.ascontiguousarray(B, dtype=cupy.float32)
+    m, d = A.shape
+    n = B.shape[0]
+    out = cupy.empty((m, n), dtype=cupy.float32)
+    if precision == "bf16":
+        A, B = _to_bfloat16(A), _to_bfloat16(B)
+        in_type, compute = _CUDA_R_16BF, _CUBLAS_COMPUTE_32F
+    elif precision == "tf32":
+        in_type, compute = _CUDA_R_32F, _CUBLAS_COMPUTE_32F_FAST_TF32
+    else:
+        raise ValueError(f"tensor_core_gemm: precision must be 'tf32' or 'bf16', got {precision!r}")
+    one = np.ones(1, dtype=np.float32)
+    zero = np.zeros(1, dtype=np.float32)
+    # Row-major out (m x n) is column-major out^T (n x m) = B A^T, where the row-major buffers
+    # of B and A read column-major are B^T (d x n) and A^T (d x m): op T on the first, N on the
+    # second, all leading dimensions the row lengths.
+    cublas.gemmEx(
+        device.get_cublas_handle(), _CUBLAS_OP_T, _CUBLAS_OP_N, n, m, d,
+        one.ctypes.data, B.data.ptr, in_type, d, A.data.ptr, in_type, d,
+        zero.ctypes.data, out.data.ptr, _CUDA_R_32F, n, compute, _CUBLAS_GEMM_DEFAULT,
+    )  # fmt: skip
+    return out
+
+
 # ---- soft nearest neighbour loss: CuPy on blocks of rows (fastlatent/backends/_snnl_blocked.py);
 # no hand-written CUDA kernel yet, and this path has not been run on a GPU by its author ----
 def snnl_loss_and_grad(X, labels, temperature, metric, eps, gradient):

@@ -42,6 +42,7 @@ from .._arrays import array_namespace, to_host, to_like
 from .._config import BACKEND_CHOICES
 from .._threads import native_fit_context
 from .._validation import check_array, validate_data
+from ..ops._reduced_precision import effective
 
 
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -71,6 +72,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Both run Lloyd's algorithm (same answer; see the module docstring).
     metric : {"euclidean", "cosine"}, default="euclidean"
         "cosine" is spherical k-means: rows and centres on the unit sphere.
+    precision : {"exact", "tf32", "bf16"}, default="exact"
+        Precision of the assignment's distance products. "tf32" and "bf16" run them on GPU
+        tensor cores (cuda backend) and re-check every row whose margin is within the format's
+        error bound in full precision, so the labels equal "exact"'s. Backends without tensor
+        cores warn and compute exactly.
     backend : {"auto", "cuda", "cpu", "numba", "numpy"}, default=None
         Where the kernels run; None follows ``fastlatent.config_context``.
 
@@ -97,6 +103,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "copy_x": ["boolean"],
         "algorithm": [StrOptions({"lloyd", "elkan"})],
         "metric": [StrOptions({"euclidean", "cosine"})],
+        "precision": [StrOptions({"exact", "tf32", "bf16"})],
         "backend": [StrOptions(set(BACKEND_CHOICES)), None],
     }
 
@@ -113,6 +120,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         copy_x=True,
         algorithm="lloyd",
         metric="euclidean",
+        precision="exact",
         backend=None,
     ):
         self.n_clusters = n_clusters
@@ -125,6 +133,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.copy_x = copy_x
         self.algorithm = algorithm
         self.metric = metric
+        self.precision = precision
         self.backend = backend
 
     # ---- preparation -------------------------------------------------------------------------
@@ -221,14 +230,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # ---- the algorithm -----------------------------------------------------------------------
 
-    def _lloyd(self, X, sample_weight, centers):
+    def _lloyd(self, X, sample_weight, centers, precision="exact"):
         """One run of Lloyd's algorithm from ``centers``; scikit-learn's loop, step for step."""
         xp = array_namespace(X)
         labels_old = None
         strict_convergence = False
         for i in range(self.max_iter):
             labels, distances, sums, weights = ops.kmeans_step(
-                X, sample_weight, centers, backend=self.backend, check_input=False
+                X, sample_weight, centers, precision=precision, backend=self.backend, check_input=False
             )
             if self.verbose:
                 print(f"Iteration {i}, inertia {self._inertia(X, sample_weight, distances)}.")
@@ -251,7 +260,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             labels_old = labels
         if not strict_convergence:
             # A final assignment, so that the labels match the final centres.
-            labels, distances = ops.kmeans_assign(X, centers, backend=self.backend, check_input=False)
+            labels, distances = ops.kmeans_assign(
+                X, centers, precision=precision, backend=self.backend, check_input=False
+            )
         return labels, self._inertia(X, sample_weight, distances), centers, i + 1
 
     def _inertia(self, X_fit, sample_weight, squared_distances):
@@ -275,6 +286,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             init = check_array(init, input_name="init", dtype=X.dtype)
             self._validate_center_shape(X, init)
         X_fit = self._prepare(X)
+        # Resolved once (one warning where the backend has no tensor cores).
+        precision = effective(self.precision, *ops.select_backend(self.backend, X), stacklevel=4)
 
         best = None
         with native_fit_context(self.backend, X):
@@ -282,7 +295,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 centers_init = self._init_centroids(X_fit, init, random_state, sample_weight)
                 if self.verbose:
                     print("Initialization complete")
-                labels, inertia, centers, n_iter = self._lloyd(X_fit, sample_weight, centers_init)
+                labels, inertia, centers, n_iter = self._lloyd(X_fit, sample_weight, centers_init, precision)
                 # Keep a new run only if it is better and not the same clustering relabelled
                 # (rounding can make a permuted clustering look slightly better).
                 if best is None or (
@@ -317,7 +330,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """Index of the nearest centre of each row of X (int32)."""
         reference = X
         _, X_fit = self._check_test_data(X)
-        labels, _ = ops.kmeans_assign(X_fit, self.cluster_centers_, backend=self.backend, check_input=False)
+        labels, _ = ops.kmeans_assign(
+            X_fit, self.cluster_centers_, precision=self.precision, backend=self.backend, check_input=False
+        )
         return to_like(reference, labels)
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -341,7 +356,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """Opposite of the weighted inertia of X under the fitted centres."""
         X, X_fit = self._check_test_data(X)
         sample_weight = self._check_sample_weight(sample_weight, X)
-        _, distances = ops.kmeans_assign(X_fit, self.cluster_centers_, backend=self.backend, check_input=False)
+        _, distances = ops.kmeans_assign(
+            X_fit, self.cluster_centers_, precision=self.precision, backend=self.backend, check_input=False
+        )
         return -self._inertia(X_fit, sample_weight, distances)
 
     def __sklearn_tags__(self):

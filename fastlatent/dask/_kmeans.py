@@ -60,7 +60,7 @@ class KMeans(_SingleMachineKMeans):
 
     Parameters
     ----------
-    n_clusters, init, n_init, max_iter, tol, verbose, random_state, copy_x, algorithm, metric, backend
+    n_clusters, init, n_init, max_iter, tol, verbose, random_state, copy_x, algorithm, metric, precision, backend
         As ``fastlatent.KMeans``. ``init`` as a callable is called on the initialisation
         sample (a NumPy array), not on the whole Dask array.
     init_sample_size : "auto" or int, default="auto"
@@ -99,6 +99,7 @@ class KMeans(_SingleMachineKMeans):
         copy_x=True,
         algorithm="lloyd",
         metric="euclidean",
+        precision="exact",
         backend=None,
         init_sample_size="auto",
     ):
@@ -113,6 +114,7 @@ class KMeans(_SingleMachineKMeans):
             copy_x=copy_x,
             algorithm=algorithm,
             metric=metric,
+            precision=precision,
             backend=backend,
         )
         self.init_sample_size = init_sample_size
@@ -154,7 +156,7 @@ class KMeans(_SingleMachineKMeans):
         strict_convergence = False
         for i in range(self.max_iter):
             shared = _shared(centers)
-            summaries = dask.compute(*[step(x, w, shared, self.backend) for x, w in zip(X_blocks, weight_blocks)])
+            summaries = dask.compute(*[step(x, w, shared, self.backend, self.precision) for x, w in zip(X_blocks, weight_blocks)])
             sums, weights, counts, inertia, candidates, fingerprints = _reduce_summaries(summaries)
             if self.verbose:
                 print(f"Iteration {i}, inertia {self._total_inertia(inertia, zero_rows_weight)}.")
@@ -188,7 +190,7 @@ class KMeans(_SingleMachineKMeans):
         """Labels (persisted blocks), inertia and counts of every row under ``centers``."""
         assign = dask.delayed(_block_assign, nout=2, pure=False)
         shared = _shared(centers)
-        results = [assign(x, w, shared, self.backend) for x, w in zip(X_blocks, weight_blocks)]
+        results = [assign(x, w, shared, self.backend, self.precision) for x, w in zip(X_blocks, weight_blocks)]
         persisted = dask.persist(*[r[0] for r in results], *[r[1] for r in results])
         labels = list(persisted[: len(results)])
         summaries = dask.compute(*persisted[len(results) :])
@@ -264,6 +266,7 @@ class KMeans(_SingleMachineKMeans):
             _block_predict,
             self.cluster_centers_,
             self.backend,
+            self.precision,
             dtype=np.int32,
             drop_axis=1,
             meta=_empty_like_meta(X._meta, 1, np.int32),
@@ -321,13 +324,15 @@ def _block_arrays(X, sample_weight, centers):
     return X, sample_weight, centers
 
 
-def _block_step(X, sample_weight, centers, backend):
+def _block_step(X, sample_weight, centers, backend, precision):
     """One Lloyd iteration's work on one block: a summary of k x d size (the labels stay
     here; a fingerprint of them tells the client whether they changed)."""
     X, sample_weight, centers = _block_arrays(X, sample_weight, centers)
     xp = array_namespace(X)
     n_clusters = centers.shape[0]
-    labels, distances, sums, weights = ops.kmeans_step(X, sample_weight, centers, backend=backend, check_input=False)
+    labels, distances, sums, weights = ops.kmeans_step(
+        X, sample_weight, centers, precision=precision, backend=backend, check_input=False
+    )
     inertia = float((sample_weight.astype(np.float64) * distances).sum())
     counts = xp.bincount(labels, minlength=n_clusters)
     # The block's k farthest points hold every point of the global top n_empty <= k in it.
@@ -338,17 +343,19 @@ def _block_step(X, sample_weight, centers, backend):
     return to_host(sums), to_host(weights), to_host(counts), inertia, candidates, fingerprint
 
 
-def _block_assign(X, sample_weight, centers, backend):
+def _block_assign(X, sample_weight, centers, backend, precision):
     X, sample_weight, centers = _block_arrays(X, sample_weight, centers)
     xp = array_namespace(X)
-    labels, distances = ops.kmeans_assign(X, centers, backend=backend, check_input=False)
+    labels, distances = ops.kmeans_assign(
+        X, centers, precision=precision, backend=backend, check_input=False
+    )
     inertia = float((sample_weight.astype(np.float64) * distances).sum())
     return labels, (inertia, to_host(xp.bincount(labels, minlength=centers.shape[0])))
 
 
-def _block_predict(X, centers, backend):
+def _block_predict(X, centers, backend, precision):
     X, _, centers = _block_arrays(X, X[:, 0], centers)
-    labels, _ = ops.kmeans_assign(X, centers, backend=backend, check_input=False)
+    labels, _ = ops.kmeans_assign(X, centers, precision=precision, backend=backend, check_input=False)
     return labels
 
 

@@ -27,12 +27,15 @@ def pairwise_distances(X, Y=None, metric="euclidean", *, backend=None):
 
 
 def pairwise_distances_argmin_min(
-    X, Y, *, axis=1, metric="euclidean", metric_kwargs=None, backend=None
+    X, Y, *, axis=1, metric="euclidean", metric_kwargs=None, precision="exact", backend=None
 ):
     """Index of, and distance to, the nearest row of Y for each row of X.
 
     Same as ``pairwise_distances(X, Y).argmin(axis)`` and ``.min(axis)``, without building the
-    matrix. ``axis=0`` looks for the nearest row of X for each row of Y.
+    matrix. ``axis=0`` looks for the nearest row of X for each row of Y. ``precision="tf32"``
+    or ``"bf16"`` screens on GPU tensor cores (cuda backend) and re-checks in full precision
+    every row whose margin is within the format's error bound: the indices equal "exact"'s.
+    Backends without tensor cores warn and compute exactly.
 
     Returns
     -------
@@ -44,11 +47,13 @@ def pairwise_distances_argmin_min(
         raise ValueError(f"axis must be 0 or 1; got {axis!r}.")
     if axis == 0:
         X, Y = Y, X
-    return ops.pairwise_distances_argmin_min(X, Y, metric, backend=backend)
+    return ops.pairwise_distances_argmin_min(X, Y, metric, precision=precision, backend=backend)
 
 
-def pairwise_distances_argmin(X, Y, *, axis=1, metric="euclidean", metric_kwargs=None, backend=None):
+def pairwise_distances_argmin(
+    X, Y, *, axis=1, metric="euclidean", metric_kwargs=None, precision="exact", backend=None
+):
     """Index of the nearest row of Y for each row of X (see pairwise_distances_argmin_min)."""
     return pairwise_distances_argmin_min(
-        X, Y, axis=axis, metric=metric, metric_kwargs=metric_kwargs, backend=backend
+        X, Y, axis=axis, metric=metric, metric_kwargs=metric_kwargs, precision=precision, backend=backend
     )[0]

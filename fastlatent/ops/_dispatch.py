@@ -37,5 +37,10 @@ def run(op, backend, arrays, *args):
     returned as the backend made it, for the caller to convert with ``_arrays.to_like``.
     """
     name, module = select_backend(backend, *arrays, op=op)
+    return getattr(module, op)(*place(name, arrays), *args)
+
+
+def place(name, arrays):
+    """``arrays`` moved to where backend ``name`` computes: the device for cuda, else the host."""
     move = to_device if name == "cuda" else to_host
-    return getattr(module, op)(*(move(a) for a in arrays), *args)
+    return tuple(move(a) for a in arrays)

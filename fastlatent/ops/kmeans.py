@@ -9,19 +9,23 @@ import numpy as np
 from .._arrays import array_namespace, to_like
 from .._validation import check_array, check_pair
 from . import _dispatch
+from ._reduced_precision import check_precision, effective
+from .distances import nearest_rows
 
 
-def kmeans_assign(X, centers, *, backend=None, check_input=True):
+def kmeans_assign(X, centers, *, precision="exact", backend=None, check_input=True):
     """Nearest centre of each row of X and the squared euclidean distance to it.
 
     Returns (labels int32 (n,), squared distances (n,) of X's dtype). Ties go to the lower
     centre index. One kernel serves fit and predict: the fused distance + argmin.
+    ``precision`` as in ``pairwise_distances_argmin_min``: the labels are the exact ones.
     """
     reference = X
     if check_input:
         X, centers = check_pair(X, centers)
-    labels, distances = _dispatch.run(
-        "pairwise_distances_argmin_min", backend, (X, centers), "sqeuclidean"
+        check_precision(precision, "sqeuclidean")
+    distances, labels = nearest_rows(
+        "pairwise_distances_argmin_min", (X, centers), 1, "sqeuclidean", precision, backend
     )
     return to_like(reference, labels.astype(np.int32), distances)
 
@@ -58,7 +62,7 @@ def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_i
     return to_like(reference, sums, weights)
 
 
-def kmeans_step(X, sample_weight, centers, *, backend=None, check_input=True):
+def kmeans_step(X, sample_weight, centers, *, precision="exact", backend=None, check_input=True):
     """The work of one Lloyd iteration: ``kmeans_assign`` then ``kmeans_update`` on its labels.
 
     Returns (labels int32, squared distances of X's dtype, sums float64 (k, d), weights
@@ -70,13 +74,18 @@ def kmeans_step(X, sample_weight, centers, *, backend=None, check_input=True):
     if check_input:
         X, centers = check_pair(X, centers)
         sample_weight, _ = _check_weights_and_labels(X, sample_weight, None, centers.shape[0])
-    _, module = _dispatch.select_backend(backend, X, centers)
-    if hasattr(module, "kmeans_step"):  # a fused kernel; else the two ops in turn
+        check_precision(precision, "sqeuclidean")
+    name, module = _dispatch.select_backend(backend, X, centers)
+    # The fused kernels are exact; a reduced precision on tensor cores takes the two ops.
+    precision = effective(precision, name, module, stacklevel=3)
+    if hasattr(module, "kmeans_step") and precision == "exact":
         labels, distances, sums, weights = _dispatch.run(
             "kmeans_step", backend, (X, sample_weight, centers)
         )
     else:
-        labels, distances = kmeans_assign(X, centers, backend=backend, check_input=False)
+        labels, distances = kmeans_assign(
+            X, centers, precision=precision, backend=backend, check_input=False
+        )
         sums, weights = kmeans_update(
             X, sample_weight, labels, centers.shape[0], backend=backend, check_input=False
         )
