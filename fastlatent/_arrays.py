@@ -79,3 +79,13 @@ def to_like(reference, *results):
     """Each of ``results`` converted by ``like``; a tuple when more than one."""
     converted = tuple(like(r, reference) for r in results)
     return converted if len(converted) > 1 else converted[0]
+
+
+def logsumexp_rows(a):
+    """log sum_j exp(a_ij) of each row of a 2-D NumPy or CuPy array, on the array's side
+    (SciPy's ``logsumexp(a, axis=1)``, which is host-only: a row of -inf gives -inf)."""
+    xp = array_namespace(a)
+    top = a.max(axis=1)
+    shift = xp.where(xp.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return xp.log(xp.exp(a - shift[:, None]).sum(axis=1)) + shift

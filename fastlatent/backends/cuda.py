@@ -234,3 +234,39 @@ def snnl_loss_and_grad_kernel(X, labels, temperature, metric, eps, gradient):
     else:
         grad = -(2.0 / T) * (row_sum[:, None] * z - v)
     return loss, grad.astype(X.dtype), np.float64(-float(s_sum.sum()) / T)
+
+
+# ==== Gaussian mixture ops (issue 11) =============================================================
+# CuPy on blocks of rows (fastlatent/backends/_gmm_blocked.py: GEMMs and elementwise operations in
+# float64, the NumPy reference's formulas); no hand-written CUDA kernel. NOT RUN ON A GPU by its
+# author (no GPU in that session); the same code runs with NumPy in the tests. The k x d x d
+# Cholesky factors stay in the estimator, on the host (SciPy).
+def _gmm_device_array(A):
+    return cupy.ascontiguousarray(cupy.asarray(A))
+
+
+def gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type):
+    from ._gmm_blocked import gmm_estimate_log_prob_blocked
+
+    return gmm_estimate_log_prob_blocked(
+        _gmm_device_array(X), cupy.asarray(means), cupy.asarray(precisions_cholesky), covariance_type, xp=cupy
+    )
+
+
+def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type):
+    """(mean log-likelihood as a 0-d float64 CuPy array, log_resp (n, k) CuPy of X's dtype)."""
+    from ._gmm_blocked import gmm_e_step_blocked
+
+    return gmm_e_step_blocked(
+        _gmm_device_array(X), cupy.asarray(weights), cupy.asarray(means), cupy.asarray(precisions_cholesky),
+        covariance_type, xp=cupy,
+    )  # fmt: skip
+
+
+def gmm_m_step(X, resp, reg_covar, covariance_type):
+    from ._gmm_blocked import gmm_m_step_blocked
+
+    return gmm_m_step_blocked(
+        _gmm_device_array(X), _gmm_device_array(resp), float(reg_covar), covariance_type, xp=cupy
+    )
+# ==== end of the Gaussian mixture ops ==============================================================

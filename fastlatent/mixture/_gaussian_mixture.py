@@ -12,6 +12,15 @@ from the same initial parameters the fit is scikit-learn's to rounding.
 The small per-component linear algebra (``k x d x d``: the Cholesky factors of the
 precisions) is done here with SciPy, as named helpers that tests call on their own.
 
+Where the arrays live: X stays where the ops run -- on the GPU for CuPy input (or a copy made
+once for ``backend="cuda"`` on NumPy input), on the host otherwise -- and with it the (n, k)
+responsibilities, through all of EM; ``fit_predict``, ``predict``, ``predict_proba`` and
+``score_samples`` return the input's kind of array. The fitted attributes (``weights_``,
+``means_``, ``covariances_``, ``precisions_``, ``precisions_cholesky_``) are NumPy arrays
+whatever the input: they are at most k x d x d, and the Cholesky factors, the checks of the
+initial parameters and ``sample`` are SciPy/NumPy work on the host. Each EM iteration moves
+those parameters (not X, not the responsibilities) across the bus once each way.
+
 Differences from scikit-learn, on purpose:
 - The ops compute in float64 whatever X's dtype, and store float32 parameters for float32
   input (scikit-learn computes in float32 there); float32 fits are therefore a little more
@@ -37,12 +46,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from .._arrays import to_host, to_like
+from .._arrays import array_namespace, logsumexp_rows, to_host, to_like
 from .._config import BACKEND_CHOICES
 from .._threads import native_fit_context
 from .._validation import validate_data
 from ..ops.kmeans import kmeans_plusplus
-from ..ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, parameter_shape
+from ..ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_working_array, parameter_shape
 
 _ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -176,29 +185,31 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _initial_responsibilities(self, X, random_state):
         """scikit-learn's ``BaseMixture._initialize_parameters``: the same draws, in order."""
         n_samples = X.shape[0]
+        xp = array_namespace(X)  # the responsibilities live where X does (host or GPU)
         if self.init_params == "kmeans":
             from ..cluster import KMeans
 
-            resp = np.zeros((n_samples, self.n_components), dtype=X.dtype)
+            resp = xp.zeros((n_samples, self.n_components), dtype=X.dtype)
             labels = (
                 KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state, backend=self.backend)
                 .fit(X)
                 .labels_
             )
-            resp[np.arange(n_samples), to_host(labels)] = 1
+            resp[xp.arange(n_samples), xp.asarray(labels)] = 1
         elif self.init_params == "random":
             resp = np.asarray(random_state.uniform(size=(n_samples, self.n_components)), dtype=X.dtype)
             resp /= resp.sum(axis=1)[:, np.newaxis]
+            resp = xp.asarray(resp)
         elif self.init_params == "random_from_data":
-            resp = np.zeros((n_samples, self.n_components), dtype=X.dtype)
+            resp = xp.zeros((n_samples, self.n_components), dtype=X.dtype)
             indices = random_state.choice(n_samples, size=self.n_components, replace=False)
-            resp[indices, np.arange(self.n_components)] = 1
+            resp[xp.asarray(indices), xp.arange(self.n_components)] = 1
         else:  # "k-means++"
-            resp = np.zeros((n_samples, self.n_components), dtype=X.dtype)
+            resp = xp.zeros((n_samples, self.n_components), dtype=X.dtype)
             _, indices = kmeans_plusplus(
-                X, self.n_components, np.ones(n_samples, dtype=X.dtype), random_state, backend=self.backend
+                X, self.n_components, xp.ones(n_samples, dtype=X.dtype), random_state, backend=self.backend
             )
-            resp[to_host(indices), np.arange(self.n_components)] = 1
+            resp[xp.asarray(indices), xp.arange(self.n_components)] = 1
         return resp
 
     def _initialize_parameters(self, X, random_state):
@@ -226,7 +237,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights_init, means_init, precisions_init = self._check_initial_parameters(X)
         weights = means = covariances = None
         if statistics is not None:
-            weights, means, covariances = statistics
+            weights, means, covariances = (to_host(s) for s in statistics)  # attributes: NumPy
             if weights_init is None:
                 weights = weights / X.shape[0]
         self.weights_ = weights if weights_init is None else weights_init
@@ -254,14 +265,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _m_step(self, X, log_resp):
+        resp = array_namespace(log_resp).exp(log_resp)  # on the device when log_resp is
         self._set_m_step_parameters(
-            *gmm_m_step(
-                X, np.exp(log_resp), self.reg_covar, self.covariance_type, backend=self.backend, check_input=False
-            )
+            *gmm_m_step(X, resp, self.reg_covar, self.covariance_type, backend=self.backend, check_input=False)
         )
 
     def _set_m_step_parameters(self, nk, means, covariances):
-        """weights_, means_, covariances_ and precisions_cholesky_ from the M-step's results."""
+        """weights_, means_, covariances_ and precisions_cholesky_ from the M-step's results
+        (NumPy arrays, wherever the M-step ran: the k x d x d algebra is SciPy's)."""
+        nk, means, covariances = to_host(nk), to_host(means), to_host(covariances)
         self.means_, self.covariances_ = means, covariances
         self.weights_ = nk / nk.sum()
         self.precisions_cholesky_ = _compute_precision_cholesky(self.covariances_, self.covariance_type)
@@ -275,7 +287,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def fit_predict(self, X, y=None):
         """Fit, then the most probable component of each row of X (``fit(X).predict(X)``)."""
         reference = X
-        X = to_host(validate_data(self, X, reset=True, min_samples=2))
+        # X stays where the ops run (a GPU copy is made once for backend="cuda"), and with it
+        # the (n, k) responsibilities, through all of EM.
+        X = gmm_working_array(validate_data(self, X, reset=True, min_samples=2), self.backend)
         if X.shape[0] < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "
@@ -360,23 +374,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _check_test_data(self, X):
         check_is_fitted(self)
-        return to_host(validate_data(self, X, reset=False))
+        return gmm_working_array(validate_data(self, X, reset=False), self.backend)
 
     def _estimate_weighted_log_prob(self, X):
         """log p(x | k) + log weight_k, float64 (n, k)."""
         log_prob = gmm_estimate_log_prob(
             X, self.means_, self.precisions_cholesky_, self.covariance_type, backend=self.backend, check_input=False
         )
+        xp = array_namespace(log_prob)
         with np.errstate(divide="ignore"):
-            return log_prob.astype(np.float64) + np.log(np.asarray(self.weights_, dtype=np.float64))
+            return log_prob.astype(xp.float64) + xp.log(xp.asarray(self.weights_, dtype=xp.float64))
 
     def score_samples(self, X):
         """Log-likelihood of each row of X under the model, (n,) of X's dtype."""
-        from scipy.special import logsumexp
-
         reference = X
         X = self._check_test_data(X)
-        return to_like(reference, logsumexp(self._estimate_weighted_log_prob(X), axis=1).astype(X.dtype))
+        return to_like(reference, logsumexp_rows(self._estimate_weighted_log_prob(X)).astype(X.dtype))
 
     def score(self, X, y=None):
         """Mean log-likelihood of the rows of X."""
@@ -393,7 +406,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         reference = X
         X = self._check_test_data(X)
         _, log_resp = self._e_step(X)
-        return to_like(reference, np.exp(log_resp))
+        return to_like(reference, array_namespace(log_resp).exp(log_resp))
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows from the fitted mixture (scikit-learn's draws, in order).
