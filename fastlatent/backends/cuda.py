@@ -270,3 +270,19 @@ def gmm_m_step(X, resp, reg_covar, covariance_type):
         _gmm_device_array(X), _gmm_device_array(resp), float(reg_covar), covariance_type, xp=cupy
     )
 # ==== end of the Gaussian mixture ops ==============================================================
+
+
+# ---- silhouette: CuPy on blocks of rows (fastlatent/backends/_silhouette_blocked.py) ----------
+# No hand-written CUDA kernel: two cuBLAS DGEMMs per block of rows (distances, then the
+# per-cluster sums by one-hot matrices) and in-place CuPy element-wise passes. NOT RUN ON A GPU
+# by its author (no GPU in that session); the same code is tested with NumPy on the host.
+def silhouette_cluster_sums(X, labels, n_clusters, metric):
+    """Float64 (n_samples, n_clusters) sums on the host, as the op's contract says; the n x n
+    distances never leave the device (only the n x K sums are copied back)."""
+    from ._silhouette_blocked import silhouette_cluster_sums_blocked
+
+    X = cupy.asarray(X)
+    labels = cupy.asnumpy(labels).astype(np.int64, copy=False)  # n labels: sorted on the host
+    sums = silhouette_cluster_sums_blocked(X, labels, n_clusters, metric, xp=cupy)
+    return cupy.asnumpy(sums)
+# ---- end silhouette ---------------------------------------------------------------------------

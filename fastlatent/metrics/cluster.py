@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .. import ops
-from .._arrays import host_if_device
+from .._arrays import array_namespace, host_if_device, like
 from .._validation import METRIC_ALIASES, check_array
 
 __all__ = ["clustering_accuracy", "silhouette_samples", "silhouette_score"]
@@ -35,8 +35,9 @@ def _native_metric(metric, X, kwds):
 
 
 def _validated(X, labels):
-    """X (host, float32/float64, finite) and labels (1-D, one per row)."""
-    X = check_array(host_if_device(X))
+    """X (float32/float64, finite; GPU arrays stay on the GPU) and labels (1-D, one per row,
+    on the host)."""
+    X = check_array(X)
     labels = column_or_1d(host_if_device(labels), warn=True)
     check_consistent_length(X, labels)
     return X, labels
@@ -58,7 +59,7 @@ def _native_score(X, labels, metric, sample_size, random_state, backend):
     """silhouette_score of validated input (scikit-learn's subset when ``sample_size``)."""
     if sample_size is not None:
         indices = check_random_state(random_state).permutation(X.shape[0])[:sample_size]
-        X, labels = X[indices], labels[indices]
+        X, labels = X[array_namespace(X).asarray(indices)], labels[indices]
     return float(np.mean(_native_samples(X, labels, metric, backend)))
 
 
@@ -72,20 +73,22 @@ def silhouette_samples(X, labels, *, metric="euclidean", backend=None, **kwds):
     Parameters
     ----------
     X : array of shape (n_samples, n_features), or (n_samples, n_samples) with
-        ``metric="precomputed"``. CuPy arrays are copied to the host (no CUDA kernel yet).
+        ``metric="precomputed"``. GPU arrays (CuPy) stay on the GPU for the distance work
+        (the cuda backend); only the n x n_clusters sums come back to the host.
     labels : array of shape (n_samples,)
     metric : str or callable, default="euclidean"
-    backend : {"auto", "cpu", "numba", "numpy"}, default=None (the configured one)
+    backend : {"auto", "cuda", "cpu", "numba", "numpy"}, default=None (the configured one)
 
     Returns
     -------
-    silhouette : array of shape (n_samples,), X's dtype for float input
+    silhouette : array of shape (n_samples,), X's dtype for float input; the input's kind of
+        array (CuPy in, CuPy out)
     """
     native = _native_metric(metric, X, kwds)
     if native is None:
         return _sk_metrics.silhouette_samples(X, labels, metric=metric, **kwds)
-    X, labels = _validated(X, labels)
-    return _native_samples(X, labels, native, backend)
+    validated, labels = _validated(X, labels)
+    return like(_native_samples(validated, labels, native, backend), X)
 
 
 def _silhouette_from_sums(sums, codes, counts):
