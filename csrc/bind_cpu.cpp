@@ -289,6 +289,21 @@ std::pair<Matrix<T>, py::array_t<double>> gmm_e_step(
 }
 
 template <class T>
+Matrix<T> gmm_responsibilities(const Matrix<T>& log_resp) {
+  if (log_resp.ndim() != 2)
+    throw std::invalid_argument("gmm_responsibilities: log_resp must be 2-D");
+  Matrix<T> resp({log_resp.shape(0), log_resp.shape(1)});
+  const T* in = log_resp.data();
+  T* out = resp.mutable_data();
+  const int64_t n = log_resp.shape(0) * log_resp.shape(1);
+  {
+    py::gil_scoped_release release;
+    cpu::gmm_responsibilities(in, out, n);
+  }
+  return resp;
+}
+
+template <class T>
 py::tuple gmm_moments(const Matrix<T>& X, const Matrix<T>& resp,
                       const std::string& covariance_type) {
   const char* op = "gmm_moments";
@@ -348,6 +363,8 @@ void define_mixture_overloads(py::module_& m) {
         py::arg("log_weights").noconvert(), py::arg("means").noconvert(),
         py::arg("precisions_cholesky").noconvert(), py::arg("covariance_type"),
         "(log_resp [n, k] of X's dtype, log_norm float64 [n]): the fused E-step.");
+  m.def("gmm_responsibilities", &gmm_responsibilities<T>, py::arg("log_resp").noconvert(),
+        "exp(log_resp) [n, k] of log_resp's dtype (computed in float64).");
   m.def("gmm_moments", &gmm_moments<T>, py::arg("X").noconvert(), py::arg("resp").noconvert(),
         py::arg("covariance_type"),
         "(nk [k], resp^T X [k, d], extra) float64 for the M-step; extra is X^T X [d, d] (tied), "

@@ -6,8 +6,9 @@
 // [n x k] in X's dtype. All arithmetic is float64.
 //
 // Tiling: OpenMP over blocks of row_block(d) rows (about 32 KiB of X, a multiple of 4, so a
-// block and one d x d factor stay in L1/L2); each thread copies its block of X to float64 once
-// (zero rows pad it to a multiple of 4) and loops over the components, keeping the block's
+// block and one d x d factor stay in L1/L2); each thread reads its block of X as float64 (float32
+// rows and the last block are copied, zero rows padding it to a multiple of 4; float64 rows are
+// read in place) and loops over the components, keeping the block's
 // log-densities [rows x k] in a float64 scratch that is written out (or turned into
 // responsibilities) at the end of the block. No n x k x d array is built; the scratch per thread is O(rows x (d + k)).
 //   full: per component, Y = Xblock @ P_c as a small GEMM [rows x d] x [d x d] in register
@@ -19,7 +20,9 @@
 //   tied: Y = Xblock @ P once per block (same tiles, stored), then q = ||Y_i - mu_c @ P||^2
 //         per component.
 //   diag / spherical: the direct form of the quadratic form (exact, never negative), where
-//         scikit-learn uses the expanded form clipped at 0; they agree to rounding.
+//         scikit-learn uses the expanded form clipped at 0; they agree to rounding. Vectorised
+//         across components (means and factors transposed, four components per register), two
+//         rows per pass (componentwise_squares). The E-step's exponentials: exp4, vectorised.
 // Every row's values depend on that row only, so the result does not depend on the threads.
 // Cost: full ~ n k d^2 flops (triangular factor; 2 n k d^2 for a dense one), tied ~ n d^2 +
 // 3 n k d, diag ~ 4 n k d, spherical ~ 3 n k d; plus n k exp/log for the E-step. X read once.
@@ -36,6 +39,10 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace fastlatent::cpu {
 
@@ -68,6 +75,38 @@ inline v4d load4(const double* p) {
 }
 inline void store4(double* p, v4d v) { std::memcpy(p, &v, sizeof v); }
 
+// exp of four doubles, to within a few units in the last place of std::exp (tested against
+// it): exp(x) = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts, so r is
+// exact to ~2^-60), |r| <= ln(2) / 2, e^r by its Taylor series to r^13 (truncation below
+// 2^-57 relative) in Horner form; 2^n as two factors 2^a 2^b (a = floor(n / 2), exponent
+// bits), so that results reach the subnormals with one rounding. x is clamped to
+// [-746, 710]: 0 below (exp(-746) rounds to 0), inf above. NaN is not expected (the callers
+// pass log-densities of finite data or -inf, which gives 0).
+inline v4d exp4(v4d x) {
+#if defined(__AVX2__)
+  const v4d lo = {-746.0, -746.0, -746.0, -746.0}, hi = {710.0, 710.0, 710.0, 710.0};
+  x = (v4d)_mm256_min_pd(_mm256_max_pd((__m256d)x, (__m256d)lo), (__m256d)hi);
+  const v4d n = (v4d)_mm256_round_pd((__m256d)(x * 1.4426950408889634),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  v4d r = x - n * 0.693147180369123816490;     // ln 2, high part (exact products)
+  r = r - n * 1.90821492927058770002e-10;      // ln 2, low part
+  v4d p = v4d{} + 1.0 / 6227020800.0;          // 1/13!
+  const double c[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+                        1.0 / 6.0, 0.5, 1.0, 1.0};
+  for (double ci : c) p = p * r + ci;
+  const v4d a = (v4d)_mm256_floor_pd((__m256d)(n * 0.5));
+  const v4d b = n - a;
+  // Integral doubles in [-539, 513] to int64 by the 2^52 + 2^51 trick, then exponent bits.
+  const v4d magic = v4d{} + 6755399441055744.0;
+  typedef long long v4i __attribute__((vector_size(32)));
+  const v4i ia = (v4i)(a + magic) - (v4i)magic, ib = (v4i)(b + magic) - (v4i)magic;
+  return p * (v4d)((ia + 1023) << 52) * (v4d)((ib + 1023) << 52);
+#else
+  return v4d{std::exp(x[0]), std::exp(x[1]), std::exp(x[2]), std::exp(x[3])};
+#endif
+}
+
 // A vector of n doubles (zeros) and its first 64-byte aligned element: with row strides that
 // are multiples of 8 doubles, no 32-byte load of the GEMM tiles straddles a cache line.
 struct AlignedBuffer {
@@ -94,12 +133,23 @@ struct Model {
   AlignedBuffer projected;
   std::vector<int32_t> tile_begin, tile_end;
   std::vector<double> spherical_precision;  // [k] P_c^2 (spherical)
+  // diag, spherical: the means and (diag) the factors transposed, [d x kp], kp = k rounded up
+  // to a multiple of 4, zero padded: lane c of a vector is component c.
+  int64_t kp = 0;
+  AlignedBuffer mean_t, scale_t;
 };
+
+// src [k x d] -> dst [d x kp], zero padded columns.
+void transpose_padded(const double* src, int64_t k, int64_t d, int64_t kp, AlignedBuffer& dst) {
+  dst.assign(size_t(d) * size_t(kp));
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t j = 0; j < d; ++j) dst.data[j * kp + c] = src[c * d + j];
+}
 
 Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
                  CovarianceType type) {
   const int64_t dp = (d + kTileCols - 1) / kTileCols * kTileCols;
-  Model m{type, d, k, dp, means, chol, std::vector<double>(size_t(k), 0.0), {}, {}, {}, {}, {}};
+  Model m{type, d, k, dp, means, chol, std::vector<double>(size_t(k), 0.0), {}, {}, {}, {}, {}, 0, {}, {}};
   const size_t dd = size_t(d) * size_t(d);
   const int64_t tiles = dp / kTileCols;
   auto prepare = [&](int64_t f, const double* P) {
@@ -148,6 +198,9 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         for (int64_t j = 0; j < d; ++j) s += std::log(chol[size_t(c) * size_t(d) + j]);
         m.log_det[c] = s;
       }
+      m.kp = (k + 3) / 4 * 4;
+      transpose_padded(means, k, d, m.kp, m.mean_t);
+      transpose_padded(chol, k, d, m.kp, m.scale_t);
       break;
     case CovarianceType::Spherical:
       m.spherical_precision.resize(size_t(k));
@@ -155,6 +208,8 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         m.log_det[c] = double(d) * std::log(chol[c]);
         m.spherical_precision[c] = chol[c] * chol[c];
       }
+      m.kp = (k + 3) / 4 * 4;
+      transpose_padded(means, k, d, m.kp, m.mean_t);
       break;
   }
   return m;
@@ -230,16 +285,66 @@ inline double squared_difference(const double* __restrict y, const double* __res
   return s;
 }
 
-// sum_j ((x_j - mu_j) p_j)^2
-inline double scaled_squared_difference(const double* __restrict x, const double* __restrict mu,
-                                        const double* __restrict p, int64_t d) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < d; ++j) {
-    const double v = (x[j] - mu[j]) * p[j];
-    s += v * v;
+// Diag and spherical, four components per vector (lanes = components of the transposed
+// means and factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or
+// sum_j (x_ij - mu_cj)^2 (spherical), summed in feature order, for two rows at a time against
+// up to 16 components, so that each loaded mean (and factor) vector serves both rows. x has
+// rows rounded up to an even count (zero rows). q is [rows x kp].
+template <bool kScaled, int kGroups>
+inline void componentwise_tile(const Model& m, const double* x0, const double* x1, int64_t c0,
+                               v4d (&a0)[kGroups], v4d (&a1)[kGroups]) {
+  const int64_t kp = m.kp;
+  for (int v = 0; v < kGroups; ++v) a0[v] = a1[v] = v4d{};
+  for (int64_t j = 0; j < m.d; ++j) {
+    const double* mu = m.mean_t.data + j * kp + c0;
+    const double b0 = x0[j], b1 = x1[j];
+#pragma GCC unroll 4
+    for (int v = 0; v < kGroups; ++v) {
+      const v4d mv = load4(mu + 4 * v);
+      v4d t0 = b0 - mv, t1 = b1 - mv;
+      if constexpr (kScaled) {
+        const v4d sv = load4(m.scale_t.data + j * kp + c0 + 4 * v);
+        t0 *= sv;
+        t1 *= sv;
+      }
+      a0[v] += t0 * t0;
+      a1[v] += t1 * t1;
+    }
   }
-  return s;
+}
+
+template <bool kScaled, int kGroups>
+inline void componentwise_store(const Model& m, const double* x0, const double* x1, int64_t c0,
+                                double* q0, double* q1) {
+  v4d a0[kGroups], a1[kGroups];
+  componentwise_tile<kScaled, kGroups>(m, x0, x1, c0, a0, a1);
+  for (int v = 0; v < kGroups; ++v) {
+    store4(q0 + c0 + 4 * v, a0[v]);
+    store4(q1 + c0 + 4 * v, a1[v]);
+  }
+}
+
+// Diag and spherical, four components per vector (lanes = components of the transposed
+// means and factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or
+// sum_j (x_ij - mu_cj)^2 (spherical), summed in feature order, for two rows at a time against
+// up to 16 components (accumulators in registers), so that each loaded mean (and factor)
+// vector serves both rows. x has rows rounded up to an even count (zero rows); q is
+// [rows rounded up to even x kp].
+template <bool kScaled>
+void componentwise_squares(const Model& m, const double* x, int64_t rows, double* q) {
+  const int64_t d = m.d, kp = m.kp;
+  for (int64_t i = 0; i < rows; i += 2) {
+    const double* x0 = x + i * d;
+    double* q0 = q + i * kp;
+    for (int64_t c0 = 0; c0 < kp; c0 += 16) {
+      switch (std::min<int64_t>(16, kp - c0) / 4) {
+        case 4: componentwise_store<kScaled, 4>(m, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 3: componentwise_store<kScaled, 3>(m, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 2: componentwise_store<kScaled, 2>(m, x0, x0 + d, c0, q0, q0 + kp); break;
+        default: componentwise_store<kScaled, 1>(m, x0, x0 + d, c0, q0, q0 + kp); break;
+      }
+    }
+  }
 }
 
 // The block's log-densities: lp[rows x k] (float64) for the float64 rows x[rows x d]; x and y
@@ -274,18 +379,14 @@ void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, do
           store(i, c, squared_difference(y + i * m.dp, m.projected.data + size_t(c) * size_t(m.dp), m.dp));
       break;
     case CovarianceType::Diag:
+      componentwise_squares<true>(m, x, rows, y);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c)
-          store(i, c,
-                scaled_squared_difference(x + i * d, m.means + size_t(c) * size_t(d),
-                                          m.chol + size_t(c) * size_t(d), d));
+        for (int64_t c = 0; c < k; ++c) store(i, c, y[i * m.kp + c]);
       break;
     case CovarianceType::Spherical:
+      componentwise_squares<false>(m, x, rows, y);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c)
-          store(i, c,
-                squared_difference(x + i * d, m.means + size_t(c) * size_t(d), d) *
-                    m.spherical_precision[c]);
+        for (int64_t c = 0; c < k; ++c) store(i, c, y[i * m.kp + c] * m.spherical_precision[c]);
       break;
   }
 }
@@ -310,18 +411,25 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
 #pragma omp parallel num_threads(detail::threads_for(double(n) * per_row))
   {
     std::vector<double> xbuf(size_t(block) * size_t(d), 0.0);
-    AlignedBuffer y;
-    y.assign(size_t(block) * size_t(m.dp));
+    AlignedBuffer y;  // tied: the block times the factor; diag, spherical: the squares
+    y.assign(size_t(block) * size_t(std::max(m.dp, m.kp)));
     std::vector<double> lp(size_t(block) * size_t(k));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t i0 = b * block;
       const int64_t rows = std::min(block, n - i0);
       const T* src = X + i0 * d;
-      for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = static_cast<double>(src[e]);
       const int64_t padded_rows = std::min(block, (rows + 3) / 4 * 4);
-      for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = 0.0;
       const double* x = xbuf.data();
+      if constexpr (std::is_same_v<T, double>) {
+        // float64 rows are read in place where the padding rows exist (they are the next
+        // block's: computed, never stored); only the last block is copied and zero padded.
+        if (i0 + padded_rows <= n) x = src;
+      }
+      if (x == xbuf.data()) {
+        for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = static_cast<double>(src[e]);
+        for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = 0.0;
+      }
       block_log_prob(m, x, rows, y.data, lp.data());
       T* o = out + i0 * k;
       if (log_weights == nullptr) {
@@ -339,9 +447,12 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
         if (std::isinf(largest)) {
           norm = largest;
         } else {
-          double total = 0.0;
-          for (int64_t c = 0; c < k; ++c) total += std::exp(w[c] - largest);
-          norm = largest + std::log(total);
+          v4d total = {};
+          int64_t c = 0;
+          for (; c + 4 <= k; c += 4) total += exp4(load4(w + c) - largest);
+          double rest = 0.0;
+          for (; c < k; ++c) rest += std::exp(w[c] - largest);
+          norm = largest + std::log(((total[0] + total[1]) + (total[2] + total[3])) + rest);
         }
         log_norm[i0 + i] = norm;
         for (int64_t c = 0; c < k; ++c) o[i * k + c] = static_cast<T>(w[c] - norm);
@@ -389,6 +500,35 @@ void gmm_e_step(const double* X, const double* log_weights, const double* means,
 }
 
 
+namespace {
+
+template <class T>
+void responsibilities(const T* log_resp, T* resp, int64_t n) {
+  if (n < 0) throw std::invalid_argument("gmm_responsibilities: negative size");
+  const int64_t chunk = 4096;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) num_threads(detail::threads_for(double(n) * 16.0))
+  for (int64_t b = 0; b < chunks; ++b) {
+    const int64_t end = std::min(n, (b + 1) * chunk);
+    int64_t e = b * chunk;
+    for (; e + 4 <= end; e += 4) {
+      const v4d v = exp4(v4d{double(log_resp[e]), double(log_resp[e + 1]), double(log_resp[e + 2]),
+                             double(log_resp[e + 3])});
+      for (int l = 0; l < 4; ++l) resp[e + l] = static_cast<T>(v[l]);
+    }
+    for (; e < end; ++e) resp[e] = static_cast<T>(std::exp(double(log_resp[e])));
+  }
+}
+
+}  // namespace
+
+void gmm_responsibilities(const float* log_resp, float* resp, int64_t n) {
+  responsibilities(log_resp, resp, n);
+}
+void gmm_responsibilities(const double* log_resp, double* resp, int64_t n) {
+  responsibilities(log_resp, resp, n);
+}
+
 // ---- M-step sums ---------------------------------------------------------------------------
 // gmm_moments and gmm_full_scatter: the sums over the rows of scikit-learn's
 // _estimate_gaussian_parameters (the k x d^2 divisions are the caller's).
@@ -402,23 +542,32 @@ namespace {
 constexpr int64_t kMomentRows = 16;
 
 // acc[j] += sum_i w[i * w_stride] * rows[i * d + j] for i = 0 .. n_rows - 1, each acc[j] adding
-// the rows in order; four columns at a time in a register (one load and one store of acc per
-// block of rows instead of per row).
+// the rows in order; columns in registers across the block of rows (one load and one store of
+// acc per block instead of per row), 32 at a time where d allows: eight independent FMA chains,
+// where one strip of eight columns waited on the FMA latency (4 cycles) at every row.
+template <int kStrips>
+inline void accumulate_strips(double* __restrict acc, const double* __restrict rows,
+                              const double* __restrict w, int64_t w_stride, int64_t n_rows,
+                              int64_t d) {
+  v4d a[2 * kStrips];
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * kStrips; ++v) a[v] = load4(acc + 4 * v);
+  for (int64_t i = 0; i < n_rows; ++i) {
+    const double wi = w[i * w_stride];
+    const v4d wv = {wi, wi, wi, wi};
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * kStrips; ++v) a[v] += wv * load4(rows + i * d + 4 * v);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * kStrips; ++v) store4(acc + 4 * v, a[v]);
+}
+
 inline void accumulate_rows(double* __restrict acc, const double* __restrict rows,
                             const double* __restrict w, int64_t w_stride, int64_t n_rows,
                             int64_t d) {
   int64_t j = 0;
-  for (; j + 8 <= d; j += 8) {
-    v4d a0 = load4(acc + j), a1 = load4(acc + j + 4);
-    for (int64_t i = 0; i < n_rows; ++i) {
-      const double wi = w[i * w_stride];
-      const v4d wv = {wi, wi, wi, wi};
-      a0 += wv * load4(rows + i * d + j);
-      a1 += wv * load4(rows + i * d + j + 4);
-    }
-    std::memcpy(acc + j, &a0, sizeof a0);
-    std::memcpy(acc + j + 4, &a1, sizeof a1);
-  }
+  for (; j + 32 <= d; j += 32) accumulate_strips<4>(acc + j, rows + j, w, w_stride, n_rows, d);
+  for (; j + 8 <= d; j += 8) accumulate_strips<1>(acc + j, rows + j, w, w_stride, n_rows, d);
   for (; j < d; ++j) {
     double a = acc[j];
     for (int64_t i = 0; i < n_rows; ++i) a += w[i * w_stride] * rows[i * d + j];
@@ -458,8 +607,9 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
       if (squares)
         for (int64_t e = 0; e < rows * d; ++e) xx[e] = x[e] * x[e];
       for (int64_t e = 0; e < rows * k; ++e) r[e] = static_cast<double>(resp[i0 * k + e]);
+      for (int64_t i = 0; i < rows; ++i)  // across the components: k chains, not one
+        for (int64_t c = 0; c < k; ++c) pk[c] += r[i * k + c];
       for (int64_t c = 0; c < k; ++c) {
-        for (int64_t i = 0; i < rows; ++i) pk[c] += r[i * k + c];
         accumulate_rows(ps + size_t(c) * size_t(d), x.data(), r.data() + c, k, rows, d);
         if (squares) accumulate_rows(pe + size_t(c) * size_t(d), xx.data(), r.data() + c, k, rows, d);
       }

@@ -56,6 +56,11 @@ void gmm_e_step(const double* X, const double* log_weights, const double* means,
                 int64_t n_components, CovarianceType covariance_type, double* log_resp,
                 double* log_norm);
 
+// The responsibilities from the log-responsibilities: resp[e] = exp(log_resp[e]), e < n, in
+// float64 (a vectorised exp within a few ulps of std::exp), stored in the input's dtype.
+void gmm_responsibilities(const float* log_resp, float* resp, int64_t n);
+void gmm_responsibilities(const double* log_resp, double* resp, int64_t n);
+
 // The M-step's sums over the rows (scikit-learn's _estimate_gaussian_parameters before the
 // divisions, which the caller does on these k x d^2 numbers):
 //   nk[c]      = sum_i resp[i, c]

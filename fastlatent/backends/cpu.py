@@ -65,6 +65,10 @@ def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type):
     return np.float64(log_norm.sum() / X.shape[0]), log_resp
 
 
+def gmm_responsibilities(log_resp):
+    return _cpu.gmm_responsibilities(np.ascontiguousarray(log_resp))
+
+
 def gmm_m_step(X, resp, reg_covar, covariance_type):
     resp = np.ascontiguousarray(resp, dtype=X.dtype)
     nk, sums, extra = _cpu.gmm_moments(X, resp, covariance_type)

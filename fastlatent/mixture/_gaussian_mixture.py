@@ -51,7 +51,14 @@ from .._config import BACKEND_CHOICES
 from .._threads import native_fit_context
 from .._validation import validate_data
 from ..ops.kmeans import kmeans_plusplus
-from ..ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_working_array, parameter_shape
+from ..ops.mixture import (
+    gmm_e_step,
+    gmm_estimate_log_prob,
+    gmm_m_step,
+    gmm_responsibilities,
+    gmm_working_array,
+    parameter_shape,
+)
 
 _ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -265,7 +272,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _m_step(self, X, log_resp):
-        resp = array_namespace(log_resp).exp(log_resp)  # on the device when log_resp is
+        resp = gmm_responsibilities(log_resp, backend=self.backend)  # on the device when log_resp is
         self._set_m_step_parameters(
             *gmm_m_step(X, resp, self.reg_covar, self.covariance_type, backend=self.backend, check_input=False)
         )

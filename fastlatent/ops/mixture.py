@@ -26,7 +26,7 @@ estimator's EM loop).
 import numpy as np
 from sklearn.utils import check_array as _sklearn_check_array
 
-from .._arrays import to_device, to_host, to_like
+from .._arrays import array_namespace, to_device, to_host, to_like
 from .._validation import check_array
 from . import _dispatch
 
@@ -133,6 +133,19 @@ def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, *, backe
         "gmm_e_step", backend, (X, weights, means, precisions_cholesky), covariance_type
     )
     return float(mean_log_likelihood), to_like(reference, log_resp)
+
+
+def gmm_responsibilities(log_resp, *, backend=None):
+    """``exp(log_resp)``: the responsibilities the M-step takes, of log_resp's dtype.
+
+    A backend with its own (the cpu backend: a vectorised exp on all threads, within a few ulps
+    of NumPy's) computes it; elsewhere it is the array module's ``exp``.
+    """
+    name, module = _dispatch.select_backend(backend, log_resp)
+    if not hasattr(module, "gmm_responsibilities"):
+        return array_namespace(log_resp).exp(log_resp)
+    (placed,) = _dispatch.place(name, (log_resp,))
+    return to_like(log_resp, module.gmm_responsibilities(placed))
 
 
 def gmm_m_step(X, resp, reg_covar, covariance_type, *, backend=None, check_input=True):

@@ -11,14 +11,15 @@ from sklearn.mixture._gaussian_mixture import (
     _estimate_log_gaussian_prob,
 )
 
-from fastlatent.backends import get_backend
+from fastlatent.backends import get_backend, is_available
 from fastlatent.backends import numpy as reference
-from fastlatent.ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step
+from fastlatent.ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_responsibilities
 from tolerances import GMM_BACKEND_VS_REFERENCE, GMM_REFERENCE_VS_SKLEARN, gmm_tol
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # (n_samples, n_features, n_components): one row, one feature, K = N, a plain case.
-SHAPES = [(1, 3, 1), (60, 1, 3), (40, 6, 40), (500, 8, 5)]
+# k = 11 and 18: the cpu kernel's diag/spherical tiles of 4, 8, 12 and 16 components plus a rest.
+SHAPES = [(1, 3, 1), (60, 1, 3), (40, 6, 40), (500, 8, 5), (33, 7, 11), (19, 5, 18)]
 
 
 def make_model(rng, covariance_type, n_components, n_features, dtype):
@@ -129,15 +130,32 @@ def test_ops_match_reference(backend, rng, dtype, covariance_type, n, d, k):
         assert_allclose(ours, theirs, **tol)
 
 
-@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+@pytest.mark.parametrize("backend_name", ["numpy", "numba", "cpu"])
 def test_zero_weight_gives_minus_infinity(backend_name):
-    pytest.importorskip(backend_name)
+    if not is_available(backend_name):
+        pytest.skip(f"backend {backend_name!r} not available here")
     rng = np.random.default_rng(0)
     X = make_data(rng, 20, 3, np.float64)
     weights, means, precisions_cholesky = make_model(rng, "diag", 3, 3, np.float64)
     weights = np.array([0.0, 0.5, 0.5])
     _, log_resp = gmm_e_step(X, weights, means, precisions_cholesky, "diag", backend=backend_name)
     assert np.all(log_resp[:, 0] == -np.inf) and np.isfinite(log_resp[:, 1:]).all()
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
+def test_responsibilities_are_exp_of_log_responsibilities(rng, dtype, backend_name):
+    """Within 2 ulps of NumPy's exp over the whole range: -inf, subnormal results, overflow."""
+    if not is_available(backend_name):
+        pytest.skip(f"backend {backend_name!r} not available here")
+    limit = 700.0 if dtype == np.float64 else 85.0
+    log_resp = rng.uniform(-1.1 * limit, limit, (999, 7)).astype(dtype)
+    log_resp = log_resp[:, ::2]  # not contiguous
+    log_resp[0, :4] = [-np.inf, 0.0, -745.13 if dtype == np.float64 else -103.9, limit]
+    resp = gmm_responsibilities(log_resp, backend=backend_name)
+    expected = np.exp(log_resp)
+    assert resp.dtype == dtype and resp.shape == log_resp.shape
+    assert_allclose(resp, expected, rtol=2 * np.finfo(dtype).eps, atol=2 * np.finfo(dtype).smallest_subnormal)
+    assert resp[0, 0] == 0.0 and resp[0, 1] == 1.0
 
 
 # ---- validation -------------------------------------------------------------------------------
