@@ -148,7 +148,11 @@ def tensor_core_gemm(A, B, precision):
     inputs as TF32 (cuBLAS's FAST_TF32 compute type) or bfloat16 (rounded here), accumulated
     in float32."""
     from cupy.cuda import device
-    from cupy_backends.cuda.libs import cublas
+
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # where CuPy keeps it elsewhere
+        from cupy.cuda import cublas
 
     A = cupy.ascontiguousarray(A, dtype=cupy.float32)
     B = cupy.ascontiguousarray(B, dtype=cupy.float32)
