@@ -413,7 +413,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         reference = X
         X = self._check_test_data(X)
         _, log_resp = self._e_step(X)
-        return to_like(reference, array_namespace(log_resp).exp(log_resp))
+        return to_like(reference, gmm_responsibilities(log_resp, backend=self.backend))
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows from the fitted mixture (scikit-learn's draws, in order).

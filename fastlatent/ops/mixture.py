@@ -26,7 +26,7 @@ estimator's EM loop).
 import numpy as np
 from sklearn.utils import check_array as _sklearn_check_array
 
-from .._arrays import array_namespace, to_device, to_host, to_like
+from .._arrays import array_namespace, to_host, to_like
 from .._validation import check_array
 from . import _dispatch
 
@@ -58,7 +58,7 @@ def gmm_working_array(X, backend=None):
     backend, else on the host. An estimator converts X once with this, so that EM's (n, k)
     responsibilities stay where the ops run instead of crossing the bus at every op call."""
     name, _ = _dispatch.select_backend(backend, X, op="gmm_e_step")
-    return to_device(X) if name == "cuda" else to_host(X)
+    return _dispatch.place(name, (X,))[0]
 
 
 def _check_parameter(array, name, shape):
