@@ -603,22 +603,30 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
     for (int64_t block = 0; block < (n + kMomentRows - 1) / kMomentRows; ++block) {
       const int64_t i0 = block * kMomentRows;
       const int64_t rows = std::min(kMomentRows, n - i0);
-      for (int64_t e = 0; e < rows * d; ++e) x[e] = static_cast<double>(X[i0 * d + e]);
+      // float64 rows and responsibilities are read in place; float32 ones converted once.
+      const double* xb = x.data();
+      const double* rb = r.data();
+      if constexpr (std::is_same_v<T, double>) {
+        xb = X + i0 * d;
+        rb = resp + i0 * k;
+      } else {
+        for (int64_t e = 0; e < rows * d; ++e) x[e] = static_cast<double>(X[i0 * d + e]);
+        for (int64_t e = 0; e < rows * k; ++e) r[e] = static_cast<double>(resp[i0 * k + e]);
+      }
       if (squares)
-        for (int64_t e = 0; e < rows * d; ++e) xx[e] = x[e] * x[e];
-      for (int64_t e = 0; e < rows * k; ++e) r[e] = static_cast<double>(resp[i0 * k + e]);
+        for (int64_t e = 0; e < rows * d; ++e) xx[e] = xb[e] * xb[e];
       for (int64_t i = 0; i < rows; ++i)  // across the components: k chains, not one
-        for (int64_t c = 0; c < k; ++c) pk[c] += r[i * k + c];
+        for (int64_t c = 0; c < k; ++c) pk[c] += rb[i * k + c];
       for (int64_t c = 0; c < k; ++c) {
-        accumulate_rows(ps + size_t(c) * size_t(d), x.data(), r.data() + c, k, rows, d);
-        if (squares) accumulate_rows(pe + size_t(c) * size_t(d), xx.data(), r.data() + c, k, rows, d);
+        accumulate_rows(ps + size_t(c) * size_t(d), xb, rb + c, k, rows, d);
+        if (squares) accumulate_rows(pe + size_t(c) * size_t(d), xx.data(), rb + c, k, rows, d);
       }
       if (tied)
         for (int64_t i = 0; i < rows; ++i)
           for (int64_t a = 0; a < d; ++a) {
-            const double xa = x[i * d + a];
+            const double xa = xb[i * d + a];
             double* __restrict m = pe + size_t(a) * size_t(d);
-            for (int64_t b = a; b < d; ++b) m[b] += xa * x[i * d + b];
+            for (int64_t b = a; b < d; ++b) m[b] += xa * xb[i * d + b];
           }
     }
   }
