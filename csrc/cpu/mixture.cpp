@@ -439,7 +439,20 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
       for (int64_t i = 0; i < rows; ++i) {
         double* w = lp.data() + i * k;
         double largest = -std::numeric_limits<double>::infinity();
-        for (int64_t c = 0; c < k; ++c) {
+        int64_t c0 = 0;
+#if defined(__AVX2__)
+        {  // four components at a time (the max of doubles does not vectorise by itself)
+          __m256d top = _mm256_set1_pd(largest);
+          for (; c0 + 4 <= k; c0 += 4) {
+            const v4d v = load4(w + c0) + load4(log_weights + c0);
+            store4(w + c0, v);
+            top = _mm256_max_pd(top, (__m256d)v);
+          }
+          const v4d t = (v4d)top;
+          largest = std::max(std::max(t[0], t[1]), std::max(t[2], t[3]));
+        }
+#endif
+        for (int64_t c = c0; c < k; ++c) {
           w[c] += log_weights[c];
           largest = std::max(largest, w[c]);
         }
