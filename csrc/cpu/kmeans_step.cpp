@@ -9,8 +9,8 @@
 // row order; the partials are then added in thread order. With one thread the sums are those
 // of kmeans_update bit for bit; with more, they differ in the last bits, by the grouping of the
 // final reduction, which depends on the thread count (labels and distances do not).
-// Cost: 2 n k d flops (GEMM, input precision) + about 4 n d (exact distance, norm, sums, in
-// double); X read once. Memory: threads x (k d + k) doubles of partials.
+// Cost: 2 n k d flops (GEMM, in float32 for float32 and float64 input) + about 4 n d (exact
+// distance, norm, sums, in double); X read once. Memory: threads x (k d + k) doubles of partials.
 #include <omp.h>
 
 #include <algorithm>

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/distances.hpp"
@@ -404,19 +405,27 @@ inline double single_row_distance(const T* x, const T* y, int64_t n_features) {
 // distance the exact direct-form double sum (so the two engines agree bit for bit, though they
 // may re-check different rows), and results do not depend on the thread count.
 //
+// Screening precision S: T itself, or float for double input (nearest_sqeuclidean below),
+// twice the GEMM rate. The same e_i (with S's u and denorm_min) still bounds the key error then:
+// rounding x and y to S adds 2 |x^.y^ - x.y| <= 4u |x||y| + 2 eta sqrt(D) (|x| + |y|) (eta =
+// denorm_min / 2) <= 2u (|x|^2 + |y|^2) + denorm_min sqrt(D) (1 + (|x|^2 + |y|^2) / 2), within the
+// slack of e_i over the chain's own (2D + 3) u (|x|^2 + |y|^2): e_i has (2D + 16) u, and
+// 4 (D + 8) denorm_min. The exact path stays in double, so the results are the same bits.
+//
 // Loop order, unlike the top-k engine: X is not packed. A group of G panels of MR rows
 // (about 12 KiB, in L1) is read in place; each Y panel (NR x D, packed) passes over the whole
 // group, and the microkernel's tile goes straight into per-lane running (best, second, panel)
 // vectors of each row, so the top-1 epilogue is a few vector min/max/blend per tile. After the
 // last panel each row of the group is finished while still in L1: one horizontal reduction,
 // one exact distance (with |x|^2 in the same pass), the sink.
-template <class T, class Sink>
-void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
-                         Metric metric, Sink& sink) {
-  using V = typename Vec<T>::type;
-  using IV = typename IntVec<T>::type;
-  using IL = typename IntVec<T>::lane;
-  constexpr int L = Vec<T>::lanes;
+template <class T, class S, class Sink>
+void nearest_screened(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
+                      Metric metric, Sink& sink) {
+  using V = typename Vec<S>::type;
+  using IV = typename IntVec<S>::type;
+  using IL = typename IntVec<S>::lane;
+  constexpr int L = Vec<S>::lanes;
+  constexpr bool in_place = std::is_same_v<S, T>;  // else the group is converted to S
   constexpr int MR = 6;
   constexpr int NV = 2;
   constexpr int NR = NV * L;
@@ -448,21 +457,21 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
   std::vector<double> y_squared(size_t(n_y_panels) * NR, 0.0);
   // Packed as -2 y (exact: a power of two, and |y|^2 < norm_limit rules out overflow), so that
   // the microkernel seeded with c_j yields the key c_j - 2 x.y_j itself.
-  std::vector<T> y_packed = pack_all<NR, T>(Y, n_y, D, false, y_squared.data());
-  for (T& value : y_packed) value *= T(-2);
+  std::vector<S> y_packed = pack_all<NR, S>(Y, n_y, D, false, y_squared.data());
+  for (S& value : y_packed) value *= S(-2);
   // Y in double for the exact distances (exact conversion: the same sums, fewer conversions).
   const std::vector<double> y_double(Y, Y + n_y * D);
-  std::vector<T> key_offsets(size_t(n_y_panels) * NR, std::numeric_limits<T>::infinity());
+  std::vector<S> key_offsets(size_t(n_y_panels) * NR, std::numeric_limits<S>::infinity());
   double max_y_squared = 0.0;
   for (int64_t j = 0; j < n_y; ++j) {
-    key_offsets[size_t(j)] = T(y_squared[size_t(j)]);
+    key_offsets[size_t(j)] = S(y_squared[size_t(j)]);
     max_y_squared = std::max(max_y_squared, y_squared[size_t(j)]);
   }
-  const double u = std::numeric_limits<T>::epsilon() / 2;
+  const double u = std::numeric_limits<S>::epsilon() / 2;
   const double slack = double(D) + 8.0;
   const double bound_scale = 2.0 * slack * u;
-  const double bound_floor = 4.0 * slack * double(std::numeric_limits<T>::denorm_min());
-  const double norm_limit = double(std::numeric_limits<T>::max()) / 16;
+  const double bound_floor = 4.0 * slack * double(std::numeric_limits<S>::denorm_min());
+  const double norm_limit = double(std::numeric_limits<S>::max()) / 16;
   const bool screening_valid = slack * u <= 0.25 && max_y_squared < norm_limit;
 
   // Per row: lane-wise best key, second best key, and the panel of the best.
@@ -474,18 +483,19 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
   // Allocated here, outside the parallel region, so that bad_alloc reaches Python.
   // One spare state and 64 spare bytes between threads: no cache line is written by two.
   const size_t state_stride = size_t(group_rows) + 1;
-  const size_t tail_stride = MR * size_t(D) + 64 / sizeof(T);
+  // The zero-padded last panel of a group read in place, or the whole group converted to S.
+  const size_t tail_stride = (in_place ? MR : size_t(group_rows)) * size_t(D) + 64 / sizeof(S);
   std::vector<LaneState> states(size_t(n_threads) * state_stride);
-  std::vector<T> tails(size_t(n_threads) * tail_stride);
+  std::vector<S> tails(size_t(n_threads) * tail_stride);
 
-  const V infinity = splat(std::numeric_limits<T>::infinity());
+  const V infinity = splat(std::numeric_limits<S>::infinity());
   // A row's best key, second best key, and the column of the best (of the lowest lane among
   // equal keys; equal keys make the row ambiguous anyway).
-  auto best_of = [&](const LaneState& s, T& best_key, T& second_key) -> int64_t {
+  auto best_of = [&](const LaneState& s, S& best_key, S& second_key) -> int64_t {
     V best = s.best[0], second = s.second[0];
-    IV column = s.panel[0] * IL(NR) + IntVec<T>::iota;
+    IV column = s.panel[0] * IL(NR) + IntVec<S>::iota;
     for (int v = 1; v < NV; ++v) {
-      const IV column_v = s.panel[v] * IL(NR) + (IntVec<T>::iota + IL(v * L));
+      const IV column_v = s.panel[v] * IL(NR) + (IntVec<S>::iota + IL(v * L));
       column = s.best[v] < best ? column_v : column;
       second = vmin(vmin(second, s.second[v]), vmax(best, s.best[v]));
       best = vmin(best, s.best[v]);
@@ -493,7 +503,7 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
     const V lowest = all_min(best);
     const unsigned bits = lane_bits(best == lowest);
     const int lane = bits != 0 ? __builtin_ctz(bits) : 0;
-    const V others = IntVec<T>::iota == IL(lane) ? infinity : best;
+    const V others = IntVec<S>::iota == IL(lane) ? infinity : best;
     best_key = lowest[0];
     second_key = all_min(vmin(others, second))[0];
     return int64_t(column[lane]);
@@ -520,27 +530,37 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
   {
     const int thread = omp_get_thread_num();
     LaneState* state = states.data() + size_t(thread) * state_stride;
-    T* tail = tails.data() + size_t(thread) * tail_stride;
+    S* tail = tails.data() + size_t(thread) * tail_stride;
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < n_groups; ++g) {
       const int64_t row0 = g * group_rows;
       const int64_t rows = std::min(group_rows, n_x - row0);
       const int64_t full_panels = rows / MR;
       const int64_t n_panels = (rows + MR - 1) / MR;
-      if (full_panels < n_panels) {  // the last rows, zero-padded to a whole panel
-        const int64_t valid = rows - full_panels * MR;
-        std::memcpy(tail, X + (row0 + full_panels * MR) * D, size_t(valid * D) * sizeof(T));
-        std::fill(tail + valid * D, tail + MR * D, T(0));
+      if constexpr (in_place) {
+        if (full_panels < n_panels) {  // the last rows, zero-padded to a whole panel
+          const int64_t valid = rows - full_panels * MR;
+          std::memcpy(tail, X + (row0 + full_panels * MR) * D, size_t(valid * D) * sizeof(T));
+          std::fill(tail + valid * D, tail + MR * D, S(0));
+        }
+      } else {  // the group in S, zero-padded to whole panels
+        const T* src = X + row0 * D;
+        for (int64_t e = 0; e < rows * D; ++e) tail[e] = S(src[e]);
+        std::fill(tail + rows * D, tail + n_panels * MR * D, S(0));
       }
       for (int64_t q = 0; q < n_y_panels; ++q) {
-        const T* y_panel = y_packed.data() + size_t(q) * NR * size_t(D);
+        const S* y_panel = y_packed.data() + size_t(q) * NR * size_t(D);
         V offsets[NV];
         for (int v = 0; v < NV; ++v) offsets[v] = load<V>(key_offsets.data() + q * NR + v * L);
         const IV panel = IV{} + IL(q);
         for (int64_t p = 0; p < n_panels; ++p) {
-          const T* x = p < full_panels ? X + (row0 + p * MR) * D : tail;
+          const S* x;
+          if constexpr (in_place)
+            x = p < full_panels ? X + (row0 + p * MR) * D : tail;
+          else
+            x = tail + p * MR * D;
           V acc[MR][NV];
-          microkernel<DotProduct, MR, NV>(StridedRows<T>{x, D}, y_panel, D, acc, offsets);
+          microkernel<DotProduct, MR, NV>(StridedRows<S>{x, D}, y_panel, D, acc, offsets);
           LaneState* s = state + p * MR;
           if (q == 0) {
 #pragma GCC unroll 8
@@ -572,7 +592,7 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
         const T* x[2];
         const double* y[2];
         int64_t label[2];
-        T best_key[2], second_key[2];
+        S best_key[2], second_key[2];
         for (int m = 0; m < 2; ++m) {
           const int64_t rm = r + (m < count ? m : 0);
           x[m] = X + (row0 + rm) * D;
@@ -604,6 +624,24 @@ void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64
       }
     }
   }
+}
+
+// The screened search in T, or for double input in float where Y's norms allow (float
+// products run at twice the rate; the answers are the same bits either way).
+template <class T, class Sink>
+void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
+                         Metric metric, Sink& sink) {
+  if constexpr (std::is_same_v<T, double>) {
+    double max_y_squared = 0.0;
+    for (int64_t j = 0; j < n_y; ++j)
+      max_y_squared = std::max(max_y_squared, reduce_pair<DotProduct>(Y + j * n_features, Y + j * n_features, n_features));
+    // Far inside float's range (|y| < 2^50; rows of X past it are re-checked exactly anyway).
+    if (max_y_squared < 0x1p100) {
+      nearest_screened<double, float>(X, n_x, Y, n_y, n_features, metric, sink);
+      return;
+    }
+  }
+  nearest_screened<T, T>(X, n_x, Y, n_y, n_features, metric, sink);
 }
 
 }  // namespace fastlatent::cpu::detail

@@ -151,6 +151,27 @@ def test_near_coincident_points(backend, rng, dtype, metric, offset):
     assert_same_neighbors(X, Y, metric, reference.pairwise_distances_argmin_min(X, Y, metric)[::-1], (dist, idx), dtype)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean"])
+def test_float64_nearest_below_float32_resolution(backend, rng, metric):
+    """The cpu backend screens float64 input in float32: rows whose two nearest centres differ
+    by less than float32 can resolve (relative gaps 1e-14 to 1e-6, far from the origin) must
+    still get the exact float64 answer, as must rows beyond float32's range."""
+    Y = rng.standard_normal((30, 24)) + 100.0
+    a = rng.integers(0, 30, 3000)
+    b = (a + 1 + rng.integers(0, 29, 3000)) % 30
+    gap = 10.0 ** rng.uniform(-14, -6, 3000)
+    X = (Y[a] + Y[b]) / 2 + gap[:, None] * (Y[a] - Y[b])  # nearer to Y[a], by a hair
+    X[:3] *= 1e30  # norms past float32
+    idx, dist = ops.pairwise_distances_argmin_min(X, Y, metric, backend=backend)
+    ref_idx, ref_dist = reference.pairwise_distances_argmin_min(X, Y, metric)
+    assert_array_equal(idx, ref_idx)
+    assert_allclose(dist, ref_dist, **distance_tol(BACKEND_VS_REFERENCE, np.float64))
+    X32, Y32 = X[3:].astype(np.float32), Y.astype(np.float32)  # float32 alone gets many wrong
+    assert ((np.square(Y32).sum(axis=1) - 2 * X32 @ Y32.T).argmin(axis=1) != ref_idx[3:]).sum() > 100
+    labels, _ = ops.kmeans_assign(X, Y, backend=backend)
+    assert_array_equal(labels, ref_idx)
+
+
 def test_identical_points_are_at_distance_zero(backend, rng, dtype):
     X = (rng.standard_normal((40, 33)) * 1e3).astype(dtype)
     D = ops.pairwise_distances(X, X.copy(), "euclidean", backend=backend)
