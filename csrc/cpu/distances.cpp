@@ -16,20 +16,23 @@
 //   input, so near-coincident points do not cancel. Used for the full matrix, for manhattan, and
 //   when k == n_y. Cost: 3 n_x n_y D flops in double; bytes: n_x D + n_y D in, n_x n_y out.
 // * screened (argmin / kneighbors, euclidean / sqeuclidean / cosine, k < n_y): the key
-//   s_j = |y_j|^2 - 2 x.y_j in the input precision, a pure GEMM (2 n_x n_y D flops, FMA only),
-//   keeps the k+1 best keys per row; a rigorous bound on the key's rounding error decides whether
-//   the top-k set is certain. Certain rows recompute k exact distances (2 k D flops each),
+//   s_j = |y_j|^2 - 2 x.y_j in float32 (float32 and float64 input alike), a pure GEMM (2 n_x n_y
+//   D flops, FMA only), keeps the k+1 best keys per row; a rigorous bound on the key's rounding
+//   error decides whether the top-k set is certain. Certain rows recompute k exact distances (2 k D flops each),
 //   ambiguous rows recompute the whole row exactly. Bytes: n_x D + n_y D in, n_x k out.
 // * nearest (argmin, euclidean / sqeuclidean): the same screening with k = 1, but on its own loop
 //   (nearest_sqeuclidean in tile_engine.hpp, shared with the k-means step): X read in place,
 //   not packed, and a vector top-1 epilogue, since with few Y panels packing X and offering
-//   every key to a sorted list cost more than the GEMM itself. float64 input is screened in
-//   float32 there (twice the GEMM rate), with the same exact float64 answers.
+//   every key to a sorted list cost more than the GEMM itself.
+// float64 input is screened in float32 by both (twice the GEMM rate), with the same exact
+// float64 answers.
 // The vector helpers, the exact accumulation, Y packing and the microkernel live in
 // tile_engine.hpp, shared with kmeans_step.cpp.
 // Results do not depend on the thread count: every row is computed by one thread, in the same
 // order, whatever the partition.
 #include "cpu/distances.hpp"
+
+#include <type_traits>
 
 #include <omp.h>
 
@@ -262,7 +265,8 @@ struct ExactTopK {
   }
 };
 
-// Screening in the working precision T, then exact re-check (euclidean, sqeuclidean, cosine).
+// Screening in the precision S (float32, or float64 for float64 data past float32's range), then
+// exact re-check in double (euclidean, sqeuclidean, cosine). Below, "T" in the bound is S.
 //
 // Key s_j = c_j - 2 x.y_j, minimised over j. euclidean: c_j = |y_j|^2, and s_j = |x - y_j|^2 -
 // |x|^2. cosine: x and y_j are scaled to unit norm (in double, rounded to T) and c_j = 1 for
@@ -281,22 +285,22 @@ struct ExactTopK {
 //   most denorm_min / 2 absolute). If the (k+1)-th best computed key exceeds the k-th by more
 //   than 2 e_i, every key kept is exactly smaller than every key dropped: the top-k set is
 //   certain and only its order needs exact distances. Otherwise the row is recomputed exactly.
-template <class T>
+template <class T, class S>
 struct ScreenedTopK {
   Metric metric;
   const T* X;
   const T* Y;
   int64_t n_y, n_features, n_neighbors;
-  const T* key_offsets;             // c_j, padded with +inf to whole panels
+  const S* key_offsets;             // c_j, padded with +inf to whole panels
   const double* y_inverse_norms;    // cosine only
   double bound_scale;               // 2 (D + 8) u
   double bound_floor;               // 4 (D + 8) denorm_min
   double max_y_squared;             // of the rows the kernel sees
-  bool screening_valid;             // false when D u is too large or norms may overflow T
+  bool screening_valid;             // false when D u is too large or norms may overflow S
   T* out_distances;
   int64_t* out_indices;
-  std::vector<Candidate<T>> heaps;      // per thread: block_rows x (k + 1), sorted or a heap
-  std::vector<T> thresholds;            // per thread: block_rows, the worst key kept
+  std::vector<Candidate<S>> heaps;      // per thread: block_rows x (k + 1), sorted or a heap
+  std::vector<S> thresholds;            // per thread: block_rows, the worst key kept
   std::vector<Candidate<double>> exact; // per thread: n_y, for ambiguous rows
   int64_t block_rows = 0;
 
@@ -308,12 +312,12 @@ struct ScreenedTopK {
   void prepare(int n_threads, int64_t rows) {
     block_rows = rows;
     heaps.resize(size_t(n_threads) * size_t(rows) * size_t(kept()));
-    thresholds.assign(size_t(n_threads) * size_t(rows), std::numeric_limits<T>::infinity());
+    thresholds.assign(size_t(n_threads) * size_t(rows), std::numeric_limits<S>::infinity());
     exact.resize(size_t(n_threads) * size_t(n_y));
     for (size_t row = 0; row < size_t(n_threads) * size_t(rows); ++row)
       heap_reset(heaps.data() + row * size_t(kept()), kept());
   }
-  Candidate<T>* heap(int thread, int64_t row_in_block) {
+  Candidate<S>* heap(int thread, int64_t row_in_block) {
     return heaps.data() +
            (size_t(thread) * size_t(block_rows) + size_t(row_in_block)) * size_t(kept());
   }
@@ -321,8 +325,8 @@ struct ScreenedTopK {
   template <int MR, int NV, class V>
   void tile(int thread, int64_t, int64_t row_in_block, int rows, int64_t col0, int cols,
             const V (&acc)[MR][NV], const double*) {
-    constexpr int L = int(sizeof(V) / sizeof(T));
-    T* threshold = thresholds.data() + size_t(thread) * size_t(block_rows) + size_t(row_in_block);
+    constexpr int L = int(sizeof(V) / sizeof(S));
+    S* threshold = thresholds.data() + size_t(thread) * size_t(block_rows) + size_t(row_in_block);
     V offsets[NV];
     unsigned valid[NV];  // lanes that are rows of Y, not panel padding
     for (int v = 0; v < NV; ++v) {
@@ -344,7 +348,7 @@ struct ScreenedTopK {
 
   template <int NV, class V>
   inline void filter_row(int thread, int64_t row_in_block, int64_t col0, const V (&acc)[NV],
-                         const V (&offsets)[NV], const unsigned (&valid)[NV], T& threshold) {
+                         const V (&offsets)[NV], const unsigned (&valid)[NV], S& threshold) {
     const V limit = splat(threshold);
     V keys[NV];
     unsigned bits[NV], any = 0;
@@ -360,9 +364,9 @@ struct ScreenedTopK {
   template <int NV, class V>
   __attribute__((noinline)) void offer(int thread, int64_t row_in_block, int64_t col0,
                                        const V (&keys)[NV], const unsigned (&bits)[NV],
-                                       T& threshold) {
-    constexpr int L = int(sizeof(V) / sizeof(T));
-    Candidate<T>* h = heap(thread, row_in_block);
+                                       S& threshold) {
+    constexpr int L = int(sizeof(V) / sizeof(S));
+    Candidate<S>* h = heap(thread, row_in_block);
     const int64_t n = kept();
     if (n <= kSortedLimit) {
       // A sorted array, worst last. Columns arrive in increasing index order, so a key equal to
@@ -370,7 +374,7 @@ struct ScreenedTopK {
       for (int v = 0; v < NV; ++v) {
         for (unsigned b = bits[v]; b != 0; b &= b - 1) {
           const int l = __builtin_ctz(b);
-          const T key = keys[v][l];
+          const S key = keys[v][l];
           if (!(key < h[n - 1].value)) continue;
           int64_t p = n - 1;
           for (; p > 0 && key < h[p - 1].value; --p) h[p] = h[p - 1];
@@ -382,7 +386,7 @@ struct ScreenedTopK {
       for (int v = 0; v < NV; ++v) {
         for (unsigned b = bits[v]; b != 0; b &= b - 1) {
           const int l = __builtin_ctz(b);
-          heap_offer(h, n, {T(keys[v][l]), col0 + v * L + l});
+          heap_offer(h, n, {S(keys[v][l]), col0 + v * L + l});
         }
       }
       threshold = h[0].value;
@@ -396,7 +400,7 @@ struct ScreenedTopK {
       const int64_t i = row0 + r;
       const T* x = X + i * n_features;
       const double x_inv = inverse_norm(x_squared_norms[r]);
-      Candidate<T>* h = heap(thread, r);
+      Candidate<S>* h = heap(thread, r);
       sort_candidates(h, h + kept());
       const double seen_x_squared =
           metric == Metric::cosine ? (x_squared_norms[r] > 0.0 ? 1.0 : 0.0) : x_squared_norms[r];
@@ -404,7 +408,7 @@ struct ScreenedTopK {
       const double bound = bound_scale * norms + bound_floor;
       const double gap = double(h[k].value) - double(h[k - 1].value);
       const bool certain = screening_valid &&
-                           norms < double(std::numeric_limits<T>::max()) / 16 &&
+                           norms < double(std::numeric_limits<S>::max()) / 16 &&
                            std::isfinite(double(h[k].value)) && gap > 2.0 * bound;
       int64_t n_candidates;
       if (certain) {
@@ -430,7 +434,7 @@ struct ScreenedTopK {
       }
       heap_reset(h, kept());
       thresholds[size_t(thread) * size_t(block_rows) + size_t(r)] =
-          std::numeric_limits<T>::infinity();
+          std::numeric_limits<S>::infinity();
     }
   }
 };
@@ -469,47 +473,66 @@ void exact_neighbors(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n
   });
 }
 
-template <class T>
-void screened_neighbors(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
-                        int64_t n_neighbors, Metric metric, T* distances, int64_t* indices) {
+// Screening in S: T, or float for double input where Y's norms allow (twice the GEMM rate;
+// the bound above still holds with S's u, see nearest_screened in tile_engine.hpp, and the
+// exact re-check is in double either way, so the answers are the same bits).
+template <class T, class S>
+void screened_neighbors_in(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
+                           int64_t n_neighbors, Metric metric, T* distances, int64_t* indices) {
   constexpr int MR = 6;
   constexpr int NV = 2;
-  constexpr int NR = NV * Vec<T>::lanes;
+  constexpr int NR = NV * Vec<S>::lanes;
   const bool cosine = metric == Metric::cosine;
   const int64_t n_y_panels = (n_y + NR - 1) / NR;
   std::vector<double> y_squared(size_t(n_y_panels) * NR, 0.0);
-  const std::vector<T> y_packed = pack_all<NR, T>(Y, n_y, n_features, cosine, y_squared.data());
+  const std::vector<S> y_packed = pack_all<NR, S>(Y, n_y, n_features, cosine, y_squared.data());
   const std::vector<double> y_inverse = inverse_norms(y_squared, metric, n_y);
 
-  std::vector<T> key_offsets(size_t(n_y_panels) * NR, std::numeric_limits<T>::infinity());
+  std::vector<S> key_offsets(size_t(n_y_panels) * NR, std::numeric_limits<S>::infinity());
   double max_y_squared = 0.0;
   for (int64_t j = 0; j < n_y; ++j) {
-    key_offsets[size_t(j)] = cosine ? T(1) : T(y_squared[size_t(j)]);
+    key_offsets[size_t(j)] = cosine ? S(1) : S(y_squared[size_t(j)]);
     max_y_squared = std::max(max_y_squared, cosine ? 1.0 : y_squared[size_t(j)]);
   }
-  const double u = std::numeric_limits<T>::epsilon() / 2;
+  const double u = std::numeric_limits<S>::epsilon() / 2;
   const double slack = double(n_features) + 8.0;
 
-  ScreenedTopK<T> epilogue{metric,
-                           X,
-                           Y,
-                           n_y,
-                           n_features,
-                           n_neighbors,
-                           key_offsets.data(),
-                           y_inverse.data(),
-                           2.0 * slack * u,
-                           4.0 * slack * double(std::numeric_limits<T>::denorm_min()),
-                           max_y_squared,
-                           slack * u <= 0.25 &&
-                               max_y_squared < double(std::numeric_limits<T>::max()) / 16,
-                           distances,
-                           indices,
-                           {},
-                           {},
-                           {},
-                           0};
+  ScreenedTopK<T, S> epilogue{metric,
+                              X,
+                              Y,
+                              n_y,
+                              n_features,
+                              n_neighbors,
+                              key_offsets.data(),
+                              y_inverse.data(),
+                              2.0 * slack * u,
+                              4.0 * slack * double(std::numeric_limits<S>::denorm_min()),
+                              max_y_squared,
+                              slack * u <= 0.25 &&
+                                  max_y_squared < double(std::numeric_limits<S>::max()) / 16,
+                              distances,
+                              indices,
+                              {},
+                              {},
+                              {},
+                              0};
   tile_engine<DotProduct, MR, NV>(X, n_x, n_features, cosine, y_packed.data(), n_y, epilogue);
+}
+
+template <class T>
+void screened_neighbors(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
+                        int64_t n_neighbors, Metric metric, T* distances, int64_t* indices) {
+  if constexpr (std::is_same_v<T, double>) {
+    double max_y_squared = 0.0;
+    for (int64_t j = 0; j < n_y; ++j)
+      max_y_squared = std::max(max_y_squared, reduce_pair<DotProduct>(Y + j * n_features, Y + j * n_features, n_features));
+    if (metric == Metric::cosine || max_y_squared < 0x1p100) {
+      screened_neighbors_in<double, float>(X, n_x, Y, n_y, n_features, n_neighbors, metric,
+                                           distances, indices);
+      return;
+    }
+  }
+  screened_neighbors_in<T, T>(X, n_x, Y, n_y, n_features, n_neighbors, metric, distances, indices);
 }
 
 void check_shapes(const char* op, int64_t n_x, int64_t n_y, int64_t n_features, bool need_y) {
