@@ -304,7 +304,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     best = (labels, inertia, centers, n_iter)
 
         labels, inertia, centers, n_iter = best
-        distinct_clusters = len(np.unique(to_host(labels)))
+        distinct_clusters = int(np.count_nonzero(np.bincount(to_host(labels), minlength=self.n_clusters)))
         if distinct_clusters < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct_clusters}) found smaller than "
