@@ -18,7 +18,7 @@
 //         rows 0 to the tile's last column; a general P_c is still exact), and is reduced at
 //         once to q = ||Y_i - mu_c @ P_c||^2, so Y is never stored.
 //   tied: Y = Xblock @ P once per block (same tiles, stored), then q = ||Y_i - mu_c @ P||^2
-//         per component.
+//         for all components at once, as diag and spherical below (componentwise_squares).
 //   diag / spherical: the direct form of the quadratic form (exact, never negative), where
 //         scikit-learn uses the expanded form clipped at 0; they agree to rounding. Vectorised
 //         across components (means and factors transposed, four components per register), two
@@ -133,8 +133,9 @@ struct Model {
   AlignedBuffer projected;
   std::vector<int32_t> tile_begin, tile_end;
   std::vector<double> spherical_precision;  // [k] P_c^2 (spherical)
-  // diag, spherical: the means and (diag) the factors transposed, [d x kp], kp = k rounded up
-  // to a multiple of 4, zero padded: lane c of a vector is component c.
+  // diag, spherical: the means and (diag) the factors transposed, [d x kp]; tied: the projected
+  // means transposed, [dp x kp]. kp = k rounded up to a multiple of 4, zero padded: lane c of a
+  // vector is component c.
   int64_t kp = 0;
   AlignedBuffer mean_t, scale_t;
 };
@@ -189,6 +190,10 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         for (int64_t j = 0; j < d; ++j) s += std::log(P[j * d + j]);
         m.log_det[c] = s;
         project(means + size_t(c) * size_t(d), P, m.projected.data + size_t(c) * size_t(dp));
+      }
+      if (type == CovarianceType::Tied) {  // the projected means, transposed [dp x kp]
+        m.kp = (k + 3) / 4 * 4;
+        transpose_padded(m.projected.data, k, dp, m.kp, m.mean_t);
       }
       break;
     }
@@ -273,29 +278,13 @@ inline void gemm_rows4(const double* __restrict x, int64_t d, int64_t dp,
   }
 }
 
-// ||y - mu||^2
-inline double squared_difference(const double* __restrict y, const double* __restrict mu,
-                                 int64_t d) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < d; ++j) {
-    const double v = y[j] - mu[j];
-    s += v * v;
-  }
-  return s;
-}
-
-// Diag and spherical, four components per vector (lanes = components of the transposed
-// means and factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or
-// sum_j (x_ij - mu_cj)^2 (spherical), summed in feature order, for two rows at a time against
-// up to 16 components, so that each loaded mean (and factor) vector serves both rows. x has
-// rows rounded up to an even count (zero rows). q is [rows x kp].
+// Two rows against kGroups x 4 components, accumulators in registers (see componentwise_squares).
 template <bool kScaled, int kGroups>
-inline void componentwise_tile(const Model& m, const double* x0, const double* x1, int64_t c0,
-                               v4d (&a0)[kGroups], v4d (&a1)[kGroups]) {
+inline void componentwise_tile(const Model& m, int64_t d, const double* x0, const double* x1,
+                               int64_t c0, v4d (&a0)[kGroups], v4d (&a1)[kGroups]) {
   const int64_t kp = m.kp;
   for (int v = 0; v < kGroups; ++v) a0[v] = a1[v] = v4d{};
-  for (int64_t j = 0; j < m.d; ++j) {
+  for (int64_t j = 0; j < d; ++j) {
     const double* mu = m.mean_t.data + j * kp + c0;
     const double b0 = x0[j], b1 = x1[j];
 #pragma GCC unroll 4
@@ -314,10 +303,10 @@ inline void componentwise_tile(const Model& m, const double* x0, const double* x
 }
 
 template <bool kScaled, int kGroups>
-inline void componentwise_store(const Model& m, const double* x0, const double* x1, int64_t c0,
-                                double* q0, double* q1) {
+inline void componentwise_store(const Model& m, int64_t d, const double* x0, const double* x1,
+                                int64_t c0, double* q0, double* q1) {
   v4d a0[kGroups], a1[kGroups];
-  componentwise_tile<kScaled, kGroups>(m, x0, x1, c0, a0, a1);
+  componentwise_tile<kScaled, kGroups>(m, d, x0, x1, c0, a0, a1);
   for (int v = 0; v < kGroups; ++v) {
     store4(q0 + c0 + 4 * v, a0[v]);
     store4(q1 + c0 + 4 * v, a1[v]);
@@ -328,20 +317,21 @@ inline void componentwise_store(const Model& m, const double* x0, const double* 
 // means and factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or
 // sum_j (x_ij - mu_cj)^2 (spherical), summed in feature order, for two rows at a time against
 // up to 16 components (accumulators in registers), so that each loaded mean (and factor)
-// vector serves both rows. x has rows rounded up to an even count (zero rows); q is
-// [rows rounded up to even x kp].
+// vector serves both rows. x [rows x d] has rows rounded up to an even count (zero rows); q is
+// [rows rounded up to even x kp]. Tied uses it too, on the rows times the factor (d = dp) against
+// the projected means.
 template <bool kScaled>
-void componentwise_squares(const Model& m, const double* x, int64_t rows, double* q) {
-  const int64_t d = m.d, kp = m.kp;
+void componentwise_squares(const Model& m, const double* x, int64_t d, int64_t rows, double* q) {
+  const int64_t kp = m.kp;
   for (int64_t i = 0; i < rows; i += 2) {
     const double* x0 = x + i * d;
     double* q0 = q + i * kp;
     for (int64_t c0 = 0; c0 < kp; c0 += 16) {
       switch (std::min<int64_t>(16, kp - c0) / 4) {
-        case 4: componentwise_store<kScaled, 4>(m, x0, x0 + d, c0, q0, q0 + kp); break;
-        case 3: componentwise_store<kScaled, 3>(m, x0, x0 + d, c0, q0, q0 + kp); break;
-        case 2: componentwise_store<kScaled, 2>(m, x0, x0 + d, c0, q0, q0 + kp); break;
-        default: componentwise_store<kScaled, 1>(m, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 4: componentwise_store<kScaled, 4>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 3: componentwise_store<kScaled, 3>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 2: componentwise_store<kScaled, 2>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        default: componentwise_store<kScaled, 1>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
       }
     }
   }
@@ -349,7 +339,8 @@ void componentwise_squares(const Model& m, const double* x, int64_t rows, double
 
 // The block's log-densities: lp[rows x k] (float64) for the float64 rows x[rows x d]; x and y
 // [rows x dp] have room for rows rounded up to 4 (x's extra rows are zeros).
-void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, double* lp) {
+void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, double* q,
+                    double* lp) {
   const int64_t d = m.d, k = m.k;
   const double constant = double(d) * kLog2Pi;
   auto store = [&](int64_t i, int64_t c, double q) {
@@ -374,19 +365,19 @@ void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, do
       for (int64_t i = 0; i < rows; i += 4)
         gemm_rows4<true>(x + i * d, d, m.dp, m.padded.data, m.tile_begin.data(),
                          m.tile_end.data(), nullptr, y + i * m.dp, nullptr);
+      componentwise_squares<false>(m, y, m.dp, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c)
-          store(i, c, squared_difference(y + i * m.dp, m.projected.data + size_t(c) * size_t(m.dp), m.dp));
+        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c]);
       break;
     case CovarianceType::Diag:
-      componentwise_squares<true>(m, x, rows, y);
+      componentwise_squares<true>(m, x, d, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c) store(i, c, y[i * m.kp + c]);
+        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c]);
       break;
     case CovarianceType::Spherical:
-      componentwise_squares<false>(m, x, rows, y);
+      componentwise_squares<false>(m, x, d, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c) store(i, c, y[i * m.kp + c] * m.spherical_precision[c]);
+        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c] * m.spherical_precision[c]);
       break;
   }
 }
@@ -411,8 +402,9 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
 #pragma omp parallel num_threads(detail::threads_for(double(n) * per_row))
   {
     std::vector<double> xbuf(size_t(block) * size_t(d), 0.0);
-    AlignedBuffer y;  // tied: the block times the factor; diag, spherical: the squares
-    y.assign(size_t(block) * size_t(std::max(m.dp, m.kp)));
+    AlignedBuffer y, q;  // tied: the block times the factor; the squares [block x kp]
+    y.assign(size_t(block) * size_t(m.dp));
+    q.assign(size_t(block) * size_t(m.kp));
     std::vector<double> lp(size_t(block) * size_t(k));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -430,7 +422,7 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
         for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = static_cast<double>(src[e]);
         for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = 0.0;
       }
-      block_log_prob(m, x, rows, y.data, lp.data());
+      block_log_prob(m, x, rows, y.data, q.data, lp.data());
       T* o = out + i0 * k;
       if (log_weights == nullptr) {
         for (int64_t e = 0; e < rows * k; ++e) o[e] = static_cast<T>(lp[e]);
@@ -561,7 +553,7 @@ constexpr int64_t kMomentRows = 16;
 template <int kStrips>
 inline void accumulate_strips(double* __restrict acc, const double* __restrict rows,
                               const double* __restrict w, int64_t w_stride, int64_t n_rows,
-                              int64_t d) {
+                              int64_t d) {  // d: the row stride of rows
   v4d a[2 * kStrips];
 #pragma GCC unroll 8
   for (int v = 0; v < 2 * kStrips; ++v) a[v] = load4(acc + 4 * v);
@@ -575,13 +567,15 @@ inline void accumulate_strips(double* __restrict acc, const double* __restrict r
   for (int v = 0; v < 2 * kStrips; ++v) store4(acc + 4 * v, a[v]);
 }
 
+// columns = d by default; a smaller count adds only the first `columns` of each row.
 inline void accumulate_rows(double* __restrict acc, const double* __restrict rows,
                             const double* __restrict w, int64_t w_stride, int64_t n_rows,
-                            int64_t d) {
+                            int64_t d, int64_t columns = -1) {
+  if (columns < 0) columns = d;
   int64_t j = 0;
-  for (; j + 32 <= d; j += 32) accumulate_strips<4>(acc + j, rows + j, w, w_stride, n_rows, d);
-  for (; j + 8 <= d; j += 8) accumulate_strips<1>(acc + j, rows + j, w, w_stride, n_rows, d);
-  for (; j < d; ++j) {
+  for (; j + 32 <= columns; j += 32) accumulate_strips<4>(acc + j, rows + j, w, w_stride, n_rows, d);
+  for (; j + 8 <= columns; j += 8) accumulate_strips<1>(acc + j, rows + j, w, w_stride, n_rows, d);
+  for (; j < columns; ++j) {
     double a = acc[j];
     for (int64_t i = 0; i < n_rows; ++i) a += w[i * w_stride] * rows[i * d + j];
     acc[j] = a;
@@ -634,13 +628,11 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
         accumulate_rows(ps + size_t(c) * size_t(d), xb, rb + c, k, rows, d);
         if (squares) accumulate_rows(pe + size_t(c) * size_t(d), xx.data(), rb + c, k, rows, d);
       }
-      if (tied)
-        for (int64_t i = 0; i < rows; ++i)
-          for (int64_t a = 0; a < d; ++a) {
-            const double xa = xb[i * d + a];
-            double* __restrict m = pe + size_t(a) * size_t(d);
-            for (int64_t b = a; b < d; ++b) m[b] += xa * xb[i * d + b];
-          }
+      if (tied)  // row a of X^T X from column 8 floor(a / 8) on, the block's rows in order
+        for (int64_t a = 0; a < d; ++a) {
+          const int64_t b0 = a / 8 * 8;
+          accumulate_rows(pe + size_t(a) * size_t(d) + b0, xb + b0, xb + a, d, rows, d, d - b0);
+        }
     }
   }
   std::fill(nk, nk + k, 0.0);
