@@ -47,6 +47,14 @@ def mixture():
                       init_params="random_from_data", random_state=0)
         paired(f"GaussianMixture {covariance_type} 100000x32 K=16 float64",
                lambda: fastlatent.GaussianMixture(**params).fit(X), lambda: SkGaussianMixture(**params).fit(X))
+    # The image-embedding workflow's model (../shared/WORKFLOWS.md): tied, 40 components.
+    X = np.random.default_rng(0).standard_normal((100_000, 128))
+    for dtype in (np.float64, np.float32):
+        Xd = X.astype(dtype)
+        params = dict(n_components=40, covariance_type="tied", max_iter=ITERATIONS, tol=0,
+                      init_params="random_from_data", random_state=0)
+        paired(f"GaussianMixture tied 100000x128 K=40 {np.dtype(dtype).name}",
+               lambda: fastlatent.GaussianMixture(**params).fit(Xd), lambda: SkGaussianMixture(**params).fit(Xd))
 
 
 def kmeans():
