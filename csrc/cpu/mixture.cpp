@@ -22,12 +22,14 @@
 //   diag / spherical: the direct form of the quadratic form (exact, never negative), where
 //         scikit-learn uses the expanded form clipped at 0; they agree to rounding. Vectorised
 //         across components (means and factors transposed, four components per register), two
-//         rows per pass (componentwise_squares). The E-step's exponentials: exp4, vectorised.
+//         rows per pass (componentwise_squares). The E-step's exponentials: exp_any
+//         (cpu/vector_exp.hpp), vectorised.
 // Every row's values depend on that row only, so the result does not depend on the threads.
 // Cost: full ~ n k d^2 flops (triangular factor; 2 n k d^2 for a dense one), tied ~ n d^2 +
 // 3 n k d, diag ~ 4 n k d, spherical ~ 3 n k d; plus n k exp/log for the E-step. X read once.
 #include "cpu/mixture.hpp"
 #include "cpu/parallel.hpp"
+#include "cpu/vector_exp.hpp"
 
 #include <omp.h>
 
@@ -40,9 +42,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 namespace fastlatent::cpu {
 
@@ -74,38 +73,6 @@ inline v4d load4(const double* p) {
   return v;
 }
 inline void store4(double* p, v4d v) { std::memcpy(p, &v, sizeof v); }
-
-// exp of four doubles, to within a few units in the last place of std::exp (tested against
-// it): exp(x) = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts, so r is
-// exact to ~2^-60), |r| <= ln(2) / 2, e^r by its Taylor series to r^13 (truncation below
-// 2^-57 relative) in Horner form; 2^n as two factors 2^a 2^b (a = floor(n / 2), exponent
-// bits), so that results reach the subnormals with one rounding. x is clamped to
-// [-746, 710]: 0 below (exp(-746) rounds to 0), inf above. NaN is not expected (the callers
-// pass log-densities of finite data or -inf, which gives 0).
-inline v4d exp4(v4d x) {
-#if defined(__AVX2__)
-  const v4d lo = {-746.0, -746.0, -746.0, -746.0}, hi = {710.0, 710.0, 710.0, 710.0};
-  x = (v4d)_mm256_min_pd(_mm256_max_pd((__m256d)x, (__m256d)lo), (__m256d)hi);
-  const v4d n = (v4d)_mm256_round_pd((__m256d)(x * 1.4426950408889634),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  v4d r = x - n * 0.693147180369123816490;     // ln 2, high part (exact products)
-  r = r - n * 1.90821492927058770002e-10;      // ln 2, low part
-  v4d p = v4d{} + 1.0 / 6227020800.0;          // 1/13!
-  const double c[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-                        1.0 / 6.0, 0.5, 1.0, 1.0};
-  for (double ci : c) p = p * r + ci;
-  const v4d a = (v4d)_mm256_floor_pd((__m256d)(n * 0.5));
-  const v4d b = n - a;
-  // Integral doubles in [-539, 513] to int64 by the 2^52 + 2^51 trick, then exponent bits.
-  const v4d magic = v4d{} + 6755399441055744.0;
-  typedef long long v4i __attribute__((vector_size(32)));
-  const v4i ia = (v4i)(a + magic) - (v4i)magic, ib = (v4i)(b + magic) - (v4i)magic;
-  return p * (v4d)((ia + 1023) << 52) * (v4d)((ib + 1023) << 52);
-#else
-  return v4d{std::exp(x[0]), std::exp(x[1]), std::exp(x[2]), std::exp(x[3])};
-#endif
-}
 
 // A vector of n doubles (zeros) and its first 64-byte aligned element: with row strides that
 // are multiples of 8 doubles, no 32-byte load of the GEMM tiles straddles a cache line.
@@ -432,18 +399,15 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
         double* w = lp.data() + i * k;
         double largest = -std::numeric_limits<double>::infinity();
         int64_t c0 = 0;
-#if defined(__AVX2__)
         {  // four components at a time (the max of doubles does not vectorise by itself)
-          __m256d top = _mm256_set1_pd(largest);
+          v4d top = v4d{} + largest;
           for (; c0 + 4 <= k; c0 += 4) {
             const v4d v = load4(w + c0) + load4(log_weights + c0);
             store4(w + c0, v);
-            top = _mm256_max_pd(top, (__m256d)v);
+            top = detail::vmax(top, v);
           }
-          const v4d t = (v4d)top;
-          largest = std::max(std::max(t[0], t[1]), std::max(t[2], t[3]));
+          largest = std::max(std::max(top[0], top[1]), std::max(top[2], top[3]));
         }
-#endif
         for (int64_t c = c0; c < k; ++c) {
           w[c] += log_weights[c];
           largest = std::max(largest, w[c]);
@@ -454,7 +418,7 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
         } else {
           v4d total = {};
           int64_t c = 0;
-          for (; c + 4 <= k; c += 4) total += exp4(load4(w + c) - largest);
+          for (; c + 4 <= k; c += 4) total += detail::exp_any(load4(w + c) - largest);
           double rest = 0.0;
           for (; c < k; ++c) rest += std::exp(w[c] - largest);
           norm = largest + std::log(((total[0] + total[1]) + (total[2] + total[3])) + rest);
@@ -517,7 +481,7 @@ void responsibilities(const T* log_resp, T* resp, int64_t n) {
     const int64_t end = std::min(n, (b + 1) * chunk);
     int64_t e = b * chunk;
     for (; e + 4 <= end; e += 4) {
-      const v4d v = exp4(v4d{double(log_resp[e]), double(log_resp[e + 1]), double(log_resp[e + 2]),
+      const v4d v = detail::exp_any(v4d{double(log_resp[e]), double(log_resp[e + 1]), double(log_resp[e + 2]),
                              double(log_resp[e + 3])});
       for (int l = 0; l < 4; ++l) resp[e + l] = static_cast<T>(v[l]);
     }

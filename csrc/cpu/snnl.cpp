@@ -16,7 +16,7 @@
 // other-class columns, rescaled when the maximum rises. At the end log(eps + A_i), p_i and
 // 1 - p_i (from the other-class sum, not by cancellation) follow in log space, so no
 // exponential under- or overflows at any temperature. The exponentials are an AVX2 polynomial
-// (exp_nonpositive below), not libm: GCC does not vectorise std::exp without -ffast-math.
+// (exp_nonpositive, cpu/vector_exp.hpp), not libm: GCC does not vectorise std::exp without -ffast-math.
 // Pass 2 (gradient). The same tiles again; each gives g_ij (from row i's statistics) and g_ji
 // (from column j's), G_ij = g_ij + g_ji goes into a [rows x JB] buffer, and after each column
 // block the rows' accumulators get G_block @ Z_block (a second GEMM, in X's dtype, added into
@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "cpu/tile_engine.hpp"
+#include "cpu/vector_exp.hpp"
 
 namespace fastlatent::cpu {
 namespace {
@@ -49,59 +50,6 @@ constexpr int MR = 6;          // rows per microkernel call
 constexpr int NV = 2;          // vectors of columns per microkernel call
 constexpr int kRowPanels = 8;  // a thread's block of rows: kRowPanels * MR rows
 constexpr int kColumnPanels = 16;  // a column block: kColumnPanels * NR columns (L2-sized)
-
-// exp(x) for x <= 0 (x may be -inf), lane by lane: Cody-Waite reduction by ln 2 and a Taylor
-// polynomial on |r| <= ln2 / 2 (degree 7 in float: truncation 6e-9 relative; degree 12 in double:
-// 2e-16); 0 where the result would be subnormal. round(x / ln 2) and 2^n come from the magic
-// constant 1.5 * 2^(mantissa bits): its low bits hold n after the rounding add.
-inline v8sf exp_nonpositive(v8sf x) {
-  const v8sf lowest = splat(-87.0f);
-  const v8si tiny = x < lowest;
-  x = vmax(x, lowest);
-  const v8sf magic = splat(12582912.0f);
-  const v8sf t = fmadd(x, splat(1.44269504088896341f), magic);
-  const v8sf n = t - magic;
-  v8sf r = fmadd(n, splat(-0.693359375f), x);
-  r = fmadd(n, splat(2.12194440e-4f), r);
-  v8sf p = splat(1.0f / 5040.0f);
-  p = fmadd(p, r, splat(1.0f / 720.0f));
-  p = fmadd(p, r, splat(1.0f / 120.0f));
-  p = fmadd(p, r, splat(1.0f / 24.0f));
-  p = fmadd(p, r, splat(1.0f / 6.0f));
-  p = fmadd(p, r, splat(0.5f));
-  p = fmadd(p, r, splat(1.0f));
-  p = fmadd(p, r, splat(1.0f));
-  const v8si bits = ((v8si)t - (v8si)magic + 127) << 23;
-  const v8sf result = p * (v8sf)bits;
-  return (v8sf)((v8si)result & ~tiny);
-}
-
-inline v4df exp_nonpositive(v4df x) {
-  const v4df lowest = splat(-708.0);
-  const v4di tiny = x < lowest;
-  x = vmax(x, lowest);
-  const v4df magic = splat(6755399441055744.0);
-  const v4df t = fmadd(x, splat(1.4426950408889634), magic);
-  const v4df n = t - magic;
-  v4df r = fmadd(n, splat(-6.93147180369123816490e-01), x);
-  r = fmadd(n, splat(-1.90821492927058770002e-10), r);
-  v4df p = splat(1.0 / 479001600.0);
-  p = fmadd(p, r, splat(1.0 / 39916800.0));
-  p = fmadd(p, r, splat(1.0 / 3628800.0));
-  p = fmadd(p, r, splat(1.0 / 362880.0));
-  p = fmadd(p, r, splat(1.0 / 40320.0));
-  p = fmadd(p, r, splat(1.0 / 5040.0));
-  p = fmadd(p, r, splat(1.0 / 720.0));
-  p = fmadd(p, r, splat(1.0 / 120.0));
-  p = fmadd(p, r, splat(1.0 / 24.0));
-  p = fmadd(p, r, splat(1.0 / 6.0));
-  p = fmadd(p, r, splat(0.5));
-  p = fmadd(p, r, splat(1.0));
-  p = fmadd(p, r, splat(1.0));
-  const v4di bits = ((v4di)t - (v4di)magic + 1023) << 52;
-  const v4df result = p * (v4df)bits;
-  return (v4df)((v4di)result & ~tiny);
-}
 
 template <class V>
 inline auto lane_sum(V v) {
