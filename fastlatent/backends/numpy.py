@@ -324,22 +324,13 @@ def _ward_nn_chain(X):
     pairs = np.empty((n - 1, 2), dtype=np.int64)
     heights = np.empty(n - 1, dtype=np.float64)
     chain = []
+
+    def ward_cost(x):
+        diff = centroids - centroids[x]
+        return size * size[x] / (size + size[x]) * np.einsum("ij,ij->i", diff, diff)
+
     for k in range(n - 1):
-        if not chain:
-            chain.append(int(np.argmax(active)))  # the first active cluster, as SciPy starts
-        while True:
-            x = chain[-1]
-            diff = centroids - centroids[x]
-            cost = size * size[x] / (size + size[x]) * np.einsum("ij,ij->i", diff, diff)
-            cost[~active] = np.inf
-            cost[x] = np.inf
-            y, best = _nearest_with_previous(cost, chain)
-            if len(chain) > 1 and y == chain[-2]:
-                break
-            chain.append(y)
-        chain.pop()
-        chain.pop()
-        x, y = min(x, y), max(x, y)
+        x, y, best = _chain_merge(chain, active, ward_cost)
         pairs[k] = (x, y)
         heights[k] = np.sqrt(2.0 * best)
         # The merged cluster lives at the larger index (SciPy's convention).
@@ -347,6 +338,29 @@ def _ward_nn_chain(X):
         size[y] += size[x]
         active[x] = False
     return pairs, heights
+
+
+def _chain_merge(chain, active, cost_of):
+    """Follow the nearest-neighbour chain (SciPy's nn_chain) to the next merge: (x < y, cost).
+
+    ``cost_of(x)`` is a new array of the costs from cluster x to every cluster; inactive
+    clusters and x itself are masked here. The chain is started at the first active cluster
+    (as SciPy starts) and left holding the clusters below the merged pair.
+    """
+    if not chain:
+        chain.append(int(np.argmax(active)))
+    while True:
+        x = chain[-1]
+        cost = cost_of(x)
+        cost[~active] = np.inf
+        cost[x] = np.inf
+        y, best = _nearest_with_previous(cost, chain)
+        if len(chain) > 1 and y == chain[-2]:
+            break
+        chain.append(y)
+    chain.pop()
+    chain.pop()
+    return min(x, y), max(x, y), best
 
 
 def _nearest_with_previous(cost, chain):
@@ -389,20 +403,7 @@ def _pairwise_nn_chain(X, method, metric):
     heights = np.empty(n - 1, dtype=np.float64)
     chain = []
     for k in range(n - 1):
-        if not chain:
-            chain.append(int(np.argmax(active)))
-        while True:
-            x = chain[-1]
-            row = D[_condensed_row(n, x)]
-            row[~active] = np.inf
-            row[x] = np.inf
-            y, best = _nearest_with_previous(row, chain)
-            if len(chain) > 1 and y == chain[-2]:
-                break
-            chain.append(y)
-        chain.pop()
-        chain.pop()
-        x, y = min(x, y), max(x, y)
+        x, y, best = _chain_merge(chain, active, lambda x: D[_condensed_row(n, x)])
         pairs[k] = (x, y)
         heights[k] = best
         others = active.copy()
