@@ -107,10 +107,11 @@ def _prepared(xp, A, metric, shift):
     return A, xp.sqrt((A * A).sum(axis=1))
 
 
-def exact_distances(xp, X, Y, indices, metric):
-    """float64 distances from the rows of X to the rows ``indices`` (n, k) of Y, direct form."""
+def exact_distances(xp, X, Y64, indices, metric):
+    """float64 distances from the rows of X to the rows ``indices`` (n, k) of the float64 Y64,
+    direct form."""
     X64 = X.astype(xp.float64)[:, None, :]
-    Yk = Y.astype(xp.float64)[indices]
+    Yk = Y64[indices]
     if metric == "cosine":
         x_norm = xp.sqrt((X64 * X64).sum(axis=2))
         y_norm = xp.sqrt((Yk * Yk).sum(axis=2))
@@ -140,12 +141,12 @@ def _shortlist(xp, keys, k, m):
     return part[rows, order][:, :m], part_keys[:, m] - part_keys[:, k - 1]
 
 
-def _decide(xp, X, Y, chosen, k, metric, noise):
+def _decide(xp, X, Y64, chosen, k, metric, noise):
     """The k nearest of the shortlisted rows by float64 distance, and whether that choice and
     order are beyond float64 noise (the exact kernel could decide a near tie the other way)."""
     rows = xp.arange(chosen.shape[0])[:, None]
     chosen = xp.sort(chosen, axis=1)
-    d = exact_distances(xp, X, Y, chosen, metric)
+    d = exact_distances(xp, X, Y64, chosen, metric)
     order = xp.argsort(d, axis=1)
     chosen = chosen[rows, order]
     d = d[rows, order]
@@ -170,8 +171,9 @@ def nearest(X, Y, n_neighbors, metric, precision, gemm, exact, xp=np, block_elem
     n_x, n_features = X.shape
     n_y = Y.shape[0]
     k = n_neighbors
-    shift = None if metric == "cosine" else Y.astype(xp.float64).mean(axis=0)
-    Yp, y_norm = _prepared(xp, Y, metric, shift)
+    Y64 = Y.astype(xp.float64)
+    shift = None if metric == "cosine" else Y64.mean(axis=0)
+    Yp, y_norm = _prepared(xp, Y64, metric, shift)
     Y32 = xp.ascontiguousarray(Yp.astype(xp.float32))
     y_squared = y_norm * y_norm
     y_max = float(y_norm.max())
@@ -195,14 +197,14 @@ def nearest(X, Y, n_neighbors, metric, precision, gemm, exact, xp=np, block_elem
         # Norms below 2^50: no input, product, partial sum or key can overflow float32.
         finite = (x_norm < _NO_OVERFLOW) & (y_max < _NO_OVERFLOW)
         chosen, margin = _shortlist(xp, keys, k, k)
-        d, chosen, decided = _decide(xp, Xb, Y, chosen, k, metric, noise)
+        d, chosen, decided = _decide(xp, Xb, Y64, chosen, k, metric, noise)
         proven = finite & (margin > 2.0 * error + noise) & decided
         distances[start:stop] = d
         indices[start:stop] = chosen
         retry = xp.nonzero(~proven)[0]
         if retry.size and wide > k:  # a longer shortlist for the rows in doubt
             chosen, margin = _shortlist(xp, keys[retry], k, wide)
-            d, chosen, decided = _decide(xp, Xb[retry], Y, chosen, k, metric, noise[retry])
+            d, chosen, decided = _decide(xp, Xb[retry], Y64, chosen, k, metric, noise[retry])
             proven = finite[retry] & (margin > 2.0 * error[retry] + noise[retry]) & decided
             distances[start + retry] = d
             indices[start + retry] = chosen
