@@ -85,9 +85,9 @@ def check_array(X, *, input_name="X", dtype=None, min_samples=1, estimator=None)
     return check_magnitude(X, input_name)
 
 
-def _check_device_array(X, input_name, dtype, min_samples, estimator):
-    X = to_device(X)
-    cupy = array_namespace(X)
+def check_2d_real(X):
+    """scikit-learn's refusals of a non-2-D or complex array, for arrays its check_array does
+    not see (GPU and Dask arrays)."""
     if X.ndim != 2:
         raise ValueError(
             f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "
@@ -96,6 +96,12 @@ def _check_device_array(X, input_name, dtype, min_samples, estimator):
         )
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported")
+
+
+def _check_device_array(X, input_name, dtype, min_samples, estimator):
+    X = to_device(X)
+    cupy = array_namespace(X)
+    check_2d_real(X)
     if dtype is not None:
         X = X.astype(dtype, copy=False)
     elif X.dtype not in (np.float32, np.float64):

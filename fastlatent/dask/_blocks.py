@@ -11,7 +11,7 @@ import numpy as np
 import dask.array as da
 
 from .._arrays import array_namespace
-from .._validation import max_magnitude, validate_data
+from .._validation import check_2d_real, max_magnitude, validate_data
 
 # Rows per block when NumPy input is wrapped: big enough that the per-task overhead of the
 # scheduler (~1 ms) is small next to the kernels, small enough to spread over workers.
@@ -31,14 +31,7 @@ def check_dask_data(estimator, X, *, reset, min_samples=1):
     if not is_dask_array(X):
         X = validate_data(estimator, X, reset=reset, min_samples=min_samples)
         return da.from_array(X, chunks=(min(NUMPY_BLOCK_ROWS, max(1, X.shape[0])), X.shape[1]))
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "
-            "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) "
-            "if it contains a single sample."
-        )
-    if X.dtype.kind == "c":
-        raise ValueError("Complex data not supported")
+    check_2d_real(X)
     if X.dtype.kind not in "fiub":
         raise ValueError(f"Dask array of dtype {X.dtype} is not supported; expected a real dtype.")
     if X.dtype not in (np.float32, np.float64):
