@@ -2,6 +2,7 @@
 medians and the range of the paired ratios (a slow spell hits both sides of a pair).
 
     python benchmarks/paired.py mixture     # GaussianMixture EM iterations, 100,000x32, K=16
+    python benchmarks/paired.py mixture float32   # the same on float32 data
     python benchmarks/paired.py kmeans      # KMeans Lloyd iterations at bench_kmeans.py's shapes
 
 Each fit runs 10 iterations (tol=0, the same initialisation on both sides); times are per
@@ -40,12 +41,12 @@ def paired(name, ours, theirs):
           f"ratio {b / a:.2f} (pairs {min(ratios):.1f}-{max(ratios):.1f})")
 
 
-def mixture():
-    X = np.random.default_rng(0).standard_normal((100_000, 32))
+def mixture(dtype="float64"):
+    X = np.random.default_rng(0).standard_normal((100_000, 32)).astype(dtype)
     for covariance_type in ("full", "tied", "diag", "spherical"):
         params = dict(n_components=16, covariance_type=covariance_type, max_iter=ITERATIONS, tol=0,
                       init_params="random_from_data", random_state=0)
-        paired(f"GaussianMixture {covariance_type} 100000x32 K=16 float64",
+        paired(f"GaussianMixture {covariance_type} 100000x32 K=16 {dtype}",
                lambda: fastlatent.GaussianMixture(**params).fit(X), lambda: SkGaussianMixture(**params).fit(X))
     # The image-embedding workflow's model (../shared/WORKFLOWS.md): tied, 40 components.
     X = np.random.default_rng(0).standard_normal((100_000, 128))
@@ -67,4 +68,4 @@ def kmeans():
 
 if __name__ == "__main__":
     warnings.simplefilter("ignore", ConvergenceWarning)
-    {"mixture": mixture, "kmeans": kmeans}[sys.argv[1] if len(sys.argv) > 1 else "mixture"]()
+    {"mixture": mixture, "kmeans": kmeans}[sys.argv[1] if len(sys.argv) > 1 else "mixture"](*sys.argv[2:])

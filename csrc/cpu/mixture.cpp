@@ -3,17 +3,22 @@
 //
 // Layout: X [n x d] row-major in its dtype; the model in float64 (means [k x d], precision
 // Cholesky factors in scikit-learn's layout per covariance type, see cpu/mixture.hpp); out
-// [n x k] in X's dtype. All arithmetic is float64.
+// [n x k] in X's dtype. The squared distances q are computed in X's dtype S (the kernels below
+// are templates on S: 4 doubles or 8 floats per AVX register), the model's per-call constants
+// in float64 and then rounded to S once (Model<S>), everything O(n k) after q in float64.
+// float32: rows and means centred at m0 = the mean of the component means first (see
+// cpu/mixture.hpp for why and for the error bound).
 //
 // Tiling: OpenMP over blocks of row_block(d) rows (about 32 KiB of X, a multiple of 4, so a
-// block and one d x d factor stay in L1/L2); each thread reads its block of X as float64 (float32
-// rows and the last block are copied, zero rows padding it to a multiple of 4; float64 rows are
-// read in place) and loops over the components, keeping the block's
+// block and one d x d factor stay in L1/L2); each thread reads its block of X (float32 rows are
+// copied centred, float(x - m0); float64 rows are read in place, only the last block copied),
+// zero rows padding it to a multiple of 4, and loops over the components, keeping the block's
 // log-densities [rows x k] in a float64 scratch that is written out (or turned into
 // responsibilities) at the end of the block. No n x k x d array is built; the scratch per thread is O(rows x (d + k)).
 //   full: per component, Y = Xblock @ P_c as a small GEMM [rows x d] x [d x d] in register
-//         tiles of 4 rows x 8 columns (GCC vector extensions, AVX2 FMA), P_c copied once with
-//         its columns zero padded to a multiple of 8 and 64-byte aligned; each tile runs over
+//         tiles of 4 rows x two vectors (8 doubles or 16 floats; GCC vector extensions, AVX2
+//         FMA), P_c copied once with its columns zero padded to a multiple of the tile's
+//         columns and 64-byte aligned; each tile runs over
 //         the rows of P_c that hold its nonzeros (for scikit-learn's upper-triangular factors,
 //         rows 0 to the tile's last column; a general P_c is still exact), and is reduced at
 //         once to q = ||Y_i - mu_c @ P_c||^2, so Y is never stored.
@@ -21,7 +26,7 @@
 //         for all components at once, as diag and spherical below (componentwise_squares).
 //   diag / spherical: the direct form of the quadratic form (exact, never negative), where
 //         scikit-learn uses the expanded form clipped at 0; they agree to rounding. Vectorised
-//         across components (means and factors transposed, four components per register), two
+//         across components (means and factors transposed, one component per lane), two
 //         rows per pass (componentwise_squares). The E-step's exponentials: exp_any
 //         (cpu/vector_exp.hpp), vectorised.
 // Every row's values depend on that row only, so the result does not depend on the threads.
@@ -64,7 +69,7 @@ int64_t row_block(int64_t n_features) {
   return std::clamp<int64_t>(4096 / std::max<int64_t>(n_features, 1), 8, 256) / 4 * 4;
 }
 
-constexpr int64_t kTileCols = 8;  // output columns of the GEMM tile: two AVX registers per row
+constexpr int64_t kTileCols = 8;  // the M-step's GEMM tile (float64): two AVX registers per row
 
 typedef double v4d __attribute__((vector_size(32)));
 inline v4d load4(const double* p) {
@@ -74,61 +79,105 @@ inline v4d load4(const double* p) {
 }
 inline void store4(double* p, v4d v) { std::memcpy(p, &v, sizeof v); }
 
-// A vector of n doubles (zeros) and its first 64-byte aligned element: with row strides that
-// are multiples of 8 doubles, no 32-byte load of the GEMM tiles straddles a cache line.
-struct AlignedBuffer {
-  std::vector<double> storage;
-  double* data = nullptr;
-  void assign(size_t n) {
-    storage.assign(n + 8, 0.0);
-    const auto address = reinterpret_cast<uintptr_t>(storage.data());
-    data = storage.data() + ((64 - address % 64) % 64) / sizeof(double);
-  }
-};
+// The E-step's compute scalar S (X's dtype) and its AVX vector: 4 doubles or 8 floats.
+template <class S>
+using Vector = typename detail::Vec<S>::type;
+template <class S>
+constexpr int kLanes = detail::Vec<S>::lanes;
+// Output columns of the E-step's GEMM tile: two registers per row (8 doubles, 16 floats).
+template <class S>
+constexpr int64_t kTile = 2 * kLanes<S>;
 
-// Per-component constants of the model, computed once per call (k d^2 work at most).
-struct Model {
-  CovarianceType type;
-  int64_t d, k, dp;  // dp: d rounded up to kTileCols
-  const double* means;
-  const double* chol;
-  std::vector<double> log_det;    // [k]
-  // full, tied: the factors with their columns padded with zeros to dp, [factors x d x dp],
-  // means @ P [k x dp] (zero padded), and per factor and column tile the rows [begin, end) of
-  // P holding its nonzeros (rows 0 to the tile's last column for an upper-triangular P).
-  AlignedBuffer padded;
-  AlignedBuffer projected;
-  std::vector<int32_t> tile_begin, tile_end;
-  std::vector<double> spherical_precision;  // [k] P_c^2 (spherical)
-  // diag, spherical: the means and (diag) the factors transposed, [d x kp]; tied: the projected
-  // means transposed, [dp x kp]. kp = k rounded up to a multiple of 4, zero padded: lane c of a
-  // vector is component c.
-  int64_t kp = 0;
-  AlignedBuffer mean_t, scale_t;
-};
+template <class S>
+inline void store(S* p, Vector<S> v) { std::memcpy(p, &v, sizeof v); }
 
-// src [k x d] -> dst [d x kp], zero padded columns.
-void transpose_padded(const double* src, int64_t k, int64_t d, int64_t kp, AlignedBuffer& dst) {
-  dst.assign(size_t(d) * size_t(kp));
-  for (int64_t c = 0; c < k; ++c)
-    for (int64_t j = 0; j < d; ++j) dst.data[j * kp + c] = src[c * d + j];
+// The lanes' sum, pairwise: (v0 + v1) + (v2 + v3) for 4 lanes, and so on.
+template <class V>
+inline auto lane_sum(V v) {
+  if constexpr (sizeof(V) / sizeof(v[0]) == 4)
+    return (v[0] + v[1]) + (v[2] + v[3]);
+  else
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
-Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
-                 CovarianceType type) {
-  const int64_t dp = (d + kTileCols - 1) / kTileCols * kTileCols;
-  Model m{type, d, k, dp, means, chol, std::vector<double>(size_t(k), 0.0), {}, {}, {}, {}, {}, 0, {}, {}};
+// A vector of n values of S (zeros) and its first 64-byte aligned element: with row strides
+// that are multiples of a tile's columns, no 32-byte load of the GEMM tiles straddles a cache line.
+template <class S>
+struct AlignedArray {
+  std::vector<S> storage;
+  S* data = nullptr;
+  void assign(size_t n) {
+    storage.assign(n + 64 / sizeof(S), S(0));
+    const auto address = reinterpret_cast<uintptr_t>(storage.data());
+    data = storage.data() + ((64 - address % 64) % 64) / sizeof(S);
+  }
+};
+using AlignedBuffer = AlignedArray<double>;
+
+// Per-component constants of the model, computed in float64 once per call (k d^2 work at most)
+// and stored in the compute scalar S: float64 for float64 X, float32 for float32 X.
+template <class S>
+struct Model {
+  CovarianceType type;
+  int64_t d, k, dp;  // dp: d rounded up to kTile<S>
+  std::vector<double> log_det;  // [k]
+  // float32 only: the centre m0 [d], the mean of the component means. The rows and the means
+  // enter the float32 kernels as float(x - m0) and float(mu - m0) (differences in float64,
+  // rounded once), so the float32 rounding is relative to the data's spread about m0, not to
+  // their distance from the origin (see cpu/mixture.hpp). Empty for float64.
+  std::vector<double> centre;
+  // full, tied: the factors with their columns padded with zeros to dp, [factors x d x dp],
+  // means @ P [k x dp] (zero padded; float32: (means - m0) @ P in float64, rounded once), and
+  // per factor and column tile the rows [begin, end) of P holding its nonzeros (rows 0 to the
+  // tile's last column for an upper-triangular P).
+  AlignedArray<S> padded;
+  AlignedArray<S> projected;
+  std::vector<int32_t> tile_begin, tile_end;
+  std::vector<double> spherical_precision;  // [k] P_c^2 (spherical)
+  // diag, spherical: the means (float32: minus m0) and (diag) the factors transposed, [d x kp];
+  // tied: the projected means transposed, [dp x kp]. kp = k rounded up to a multiple of the
+  // lanes, zero padded: lane c of a vector is component c.
+  int64_t kp = 0;
+  AlignedArray<S> mean_t, scale_t;
+};
+
+// src [k x d] -> dst [d x kp] in S, zero padded columns.
+template <class S, class Src>
+void transpose_padded(const Src* src, int64_t k, int64_t d, int64_t kp, AlignedArray<S>& dst) {
+  dst.assign(size_t(d) * size_t(kp));
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t j = 0; j < d; ++j) dst.data[j * kp + c] = static_cast<S>(src[c * d + j]);
+}
+
+template <class S>
+Model<S> make_model(const double* means, const double* chol, int64_t d, int64_t k,
+                    CovarianceType type) {
+  constexpr int64_t tile = kTile<S>, lanes = kLanes<S>;
+  Model<S> m{type, d, k, (d + tile - 1) / tile * tile, std::vector<double>(size_t(k), 0.0),
+             {}, {}, {}, {}, {}, {}, 0, {}, {}};
+  const int64_t dp = m.dp;
   const size_t dd = size_t(d) * size_t(d);
-  const int64_t tiles = dp / kTileCols;
+  const int64_t tiles = dp / tile;
+  std::vector<double> centred;  // float32: means - m0
+  if constexpr (!std::is_same_v<S, double>) {
+    m.centre.assign(size_t(d), 0.0);
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t j = 0; j < d; ++j) m.centre[j] += means[c * d + j];
+    for (int64_t j = 0; j < d; ++j) m.centre[j] /= double(k);
+    centred.resize(size_t(k) * size_t(d));
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t j = 0; j < d; ++j) centred[c * d + j] = means[c * d + j] - m.centre[j];
+    means = centred.data();
+  }
   auto prepare = [&](int64_t f, const double* P) {
-    double* out = m.padded.data + size_t(f) * size_t(d) * size_t(dp);
+    S* out = m.padded.data + size_t(f) * size_t(d) * size_t(dp);
     for (int64_t a = 0; a < d; ++a)
-      for (int64_t j = 0; j < dp; ++j) out[a * dp + j] = j < d ? P[a * d + j] : 0.0;
+      for (int64_t j = 0; j < dp; ++j) out[a * dp + j] = j < d ? static_cast<S>(P[a * d + j]) : S(0);
     for (int64_t t = 0; t < tiles; ++t) {
       int32_t begin = int32_t(d), end = 0;
       for (int64_t a = 0; a < d; ++a)
-        for (int64_t j = t * kTileCols; j < (t + 1) * kTileCols; ++j)
-          if (out[a * dp + j] != 0.0) {
+        for (int64_t j = t * tile; j < (t + 1) * tile; ++j)
+          if (out[a * dp + j] != S(0)) {
             begin = std::min(begin, int32_t(a));
             end = std::max(end, int32_t(a + 1));
           }
@@ -137,10 +186,12 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
       m.tile_end[size_t(f * tiles + t)] = end;
     }
   };
-  auto project = [d, dp](const double* mu, const double* P, double* out) {
-    for (int64_t j = 0; j < dp; ++j) out[j] = 0.0;
+  std::vector<double> sum(static_cast<size_t>(m.dp));
+  auto project = [d, dp, &sum](const double* mu, const double* P, S* out) {  // in float64
+    for (int64_t j = 0; j < dp; ++j) sum[j] = 0.0;
     for (int64_t a = 0; a < d; ++a)
-      for (int64_t j = 0; j < d; ++j) out[j] += mu[a] * P[a * d + j];
+      for (int64_t j = 0; j < d; ++j) sum[j] += mu[a] * P[a * d + j];
+    for (int64_t j = 0; j < dp; ++j) out[j] = static_cast<S>(sum[j]);
   };
   switch (type) {
     case CovarianceType::Full:
@@ -159,7 +210,7 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         project(means + size_t(c) * size_t(d), P, m.projected.data + size_t(c) * size_t(dp));
       }
       if (type == CovarianceType::Tied) {  // the projected means, transposed [dp x kp]
-        m.kp = (k + 3) / 4 * 4;
+        m.kp = (k + lanes - 1) / lanes * lanes;
         transpose_padded(m.projected.data, k, dp, m.kp, m.mean_t);
       }
       break;
@@ -170,7 +221,7 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         for (int64_t j = 0; j < d; ++j) s += std::log(chol[size_t(c) * size_t(d) + j]);
         m.log_det[c] = s;
       }
-      m.kp = (k + 3) / 4 * 4;
+      m.kp = (k + lanes - 1) / lanes * lanes;
       transpose_padded(means, k, d, m.kp, m.mean_t);
       transpose_padded(chol, k, d, m.kp, m.scale_t);
       break;
@@ -180,35 +231,37 @@ Model make_model(const double* means, const double* chol, int64_t d, int64_t k,
         m.log_det[c] = double(d) * std::log(chol[c]);
         m.spherical_precision[c] = chol[c] * chol[c];
       }
-      m.kp = (k + 3) / 4 * 4;
+      m.kp = (k + lanes - 1) / lanes * lanes;
       transpose_padded(means, k, d, m.kp, m.mean_t);
       break;
   }
   return m;
 }
 
-// Four rows x (stride d) times one padded factor P [d x dp], one register tile of 4 rows x 8
-// columns at a time over the rows [begin, end) of P that hold the tile's nonzeros (skipping
-// only zeros, so exact for any P). kStore: y [4 x dp] = x @ P. Otherwise the tile is reduced
-// at once to squared[r] = ||x_r @ P - mp||^2 (mp [dp], zero padded) and nothing is stored.
-template <bool kStore>
-inline void gemm_rows4(const double* __restrict x, int64_t d, int64_t dp,
-                       const double* __restrict P, const int32_t* __restrict begin,
-                       const int32_t* __restrict end, const double* __restrict mp,
-                       double* __restrict y, double* __restrict squared) {
-  const v4d zero = {0.0, 0.0, 0.0, 0.0};
-  v4d s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-  const double* x0 = x;
-  const double* x1 = x + d;
-  const double* x2 = x + 2 * d;
-  const double* x3 = x + 3 * d;
-  for (int64_t t = 0; t < dp / kTileCols; ++t) {
-    const int64_t j0 = t * kTileCols;
-    v4d c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
-        c31 = zero;
+// Four rows x (stride d) times one padded factor P [d x dp], one register tile of 4 rows x
+// kTile<S> columns (two vectors) at a time over the rows [begin, end) of P that hold the tile's
+// nonzeros (skipping only zeros, so exact for any P). kStore: y [4 x dp] = x @ P. Otherwise
+// the tile is reduced at once to squared[r] = ||x_r @ P - mp||^2 (mp [dp], zero padded),
+// accumulated in S, and nothing is stored.
+template <class S, bool kStore>
+inline void gemm_rows4(const S* __restrict x, int64_t d, int64_t dp, const S* __restrict P,
+                       const int32_t* __restrict begin, const int32_t* __restrict end,
+                       const S* __restrict mp, S* __restrict y, S* __restrict squared) {
+  using V = Vector<S>;
+  constexpr int64_t L = kLanes<S>, tile = kTile<S>;
+  const V zero = detail::splat(S(0));
+  V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+  const S* x0 = x;
+  const S* x1 = x + d;
+  const S* x2 = x + 2 * d;
+  const S* x3 = x + 3 * d;
+  for (int64_t t = 0; t < dp / tile; ++t) {
+    const int64_t j0 = t * tile;
+    V c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
+      c31 = zero;
     for (int64_t a = begin[t]; a < end[t]; ++a) {
-      const v4d p0 = load4(P + a * dp + j0), p1 = load4(P + a * dp + j0 + 4);
-      const double b0 = x0[a], b1 = x1[a], b2 = x2[a], b3 = x3[a];
+      const V p0 = detail::load<V>(P + a * dp + j0), p1 = detail::load<V>(P + a * dp + j0 + L);
+      const S b0 = x0[a], b1 = x1[a], b2 = x2[a], b3 = x3[a];
       c00 += b0 * p0;
       c01 += b0 * p1;
       c10 += b1 * p0;
@@ -219,16 +272,16 @@ inline void gemm_rows4(const double* __restrict x, int64_t d, int64_t dp,
       c31 += b3 * p1;
     }
     if constexpr (kStore) {
-      store4(y + j0, c00);
-      store4(y + j0 + 4, c01);
-      store4(y + dp + j0, c10);
-      store4(y + dp + j0 + 4, c11);
-      store4(y + 2 * dp + j0, c20);
-      store4(y + 2 * dp + j0 + 4, c21);
-      store4(y + 3 * dp + j0, c30);
-      store4(y + 3 * dp + j0 + 4, c31);
+      store<S>(y + j0, c00);
+      store<S>(y + j0 + L, c01);
+      store<S>(y + dp + j0, c10);
+      store<S>(y + dp + j0 + L, c11);
+      store<S>(y + 2 * dp + j0, c20);
+      store<S>(y + 2 * dp + j0 + L, c21);
+      store<S>(y + 3 * dp + j0, c30);
+      store<S>(y + 3 * dp + j0 + L, c31);
     } else {
-      const v4d m0 = load4(mp + j0), m1 = load4(mp + j0 + 4);
+      const V m0 = detail::load<V>(mp + j0), m1 = detail::load<V>(mp + j0 + L);
       c00 -= m0; c01 -= m1; c10 -= m0; c11 -= m1;
       c20 -= m0; c21 -= m1; c30 -= m0; c31 -= m1;
       s0 += c00 * c00 + c01 * c01;
@@ -238,28 +291,31 @@ inline void gemm_rows4(const double* __restrict x, int64_t d, int64_t dp,
     }
   }
   if constexpr (!kStore) {
-    squared[0] = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-    squared[1] = (s1[0] + s1[1]) + (s1[2] + s1[3]);
-    squared[2] = (s2[0] + s2[1]) + (s2[2] + s2[3]);
-    squared[3] = (s3[0] + s3[1]) + (s3[2] + s3[3]);
+    squared[0] = lane_sum(s0);
+    squared[1] = lane_sum(s1);
+    squared[2] = lane_sum(s2);
+    squared[3] = lane_sum(s3);
   }
 }
 
-// Two rows against kGroups x 4 components, accumulators in registers (see componentwise_squares).
-template <bool kScaled, int kGroups>
-inline void componentwise_tile(const Model& m, int64_t d, const double* x0, const double* x1,
-                               int64_t c0, v4d (&a0)[kGroups], v4d (&a1)[kGroups]) {
+// Two rows against kGroups vectors of components, accumulators in registers (see
+// componentwise_squares).
+template <class S, bool kScaled, int kGroups>
+inline void componentwise_tile(const Model<S>& m, int64_t d, const S* x0, const S* x1,
+                               int64_t c0, Vector<S> (&a0)[kGroups], Vector<S> (&a1)[kGroups]) {
+  using V = Vector<S>;
+  constexpr int64_t L = kLanes<S>;
   const int64_t kp = m.kp;
-  for (int v = 0; v < kGroups; ++v) a0[v] = a1[v] = v4d{};
+  for (int v = 0; v < kGroups; ++v) a0[v] = a1[v] = detail::splat(S(0));
   for (int64_t j = 0; j < d; ++j) {
-    const double* mu = m.mean_t.data + j * kp + c0;
-    const double b0 = x0[j], b1 = x1[j];
+    const S* mu = m.mean_t.data + j * kp + c0;
+    const S b0 = x0[j], b1 = x1[j];
 #pragma GCC unroll 4
     for (int v = 0; v < kGroups; ++v) {
-      const v4d mv = load4(mu + 4 * v);
-      v4d t0 = b0 - mv, t1 = b1 - mv;
+      const V mv = detail::load<V>(mu + L * v);
+      V t0 = b0 - mv, t1 = b1 - mv;
       if constexpr (kScaled) {
-        const v4d sv = load4(m.scale_t.data + j * kp + c0 + 4 * v);
+        const V sv = detail::load<V>(m.scale_t.data + j * kp + c0 + L * v);
         t0 *= sv;
         t1 *= sv;
       }
@@ -269,45 +325,48 @@ inline void componentwise_tile(const Model& m, int64_t d, const double* x0, cons
   }
 }
 
-template <bool kScaled, int kGroups>
-inline void componentwise_store(const Model& m, int64_t d, const double* x0, const double* x1,
-                                int64_t c0, double* q0, double* q1) {
-  v4d a0[kGroups], a1[kGroups];
-  componentwise_tile<kScaled, kGroups>(m, d, x0, x1, c0, a0, a1);
+template <class S, bool kScaled, int kGroups>
+inline void componentwise_store(const Model<S>& m, int64_t d, const S* x0, const S* x1,
+                                int64_t c0, S* q0, S* q1) {
+  constexpr int64_t L = kLanes<S>;
+  Vector<S> a0[kGroups], a1[kGroups];
+  componentwise_tile<S, kScaled, kGroups>(m, d, x0, x1, c0, a0, a1);
   for (int v = 0; v < kGroups; ++v) {
-    store4(q0 + c0 + 4 * v, a0[v]);
-    store4(q1 + c0 + 4 * v, a1[v]);
+    store<S>(q0 + c0 + L * v, a0[v]);
+    store<S>(q1 + c0 + L * v, a1[v]);
   }
 }
 
-// Diag and spherical, four components per vector (lanes = components of the transposed
-// means and factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or
-// sum_j (x_ij - mu_cj)^2 (spherical), summed in feature order, for two rows at a time against
-// up to 16 components (accumulators in registers), so that each loaded mean (and factor)
-// vector serves both rows. x [rows x d] has rows rounded up to an even count (zero rows); q is
-// [rows rounded up to even x kp]. Tied uses it too, on the rows times the factor (d = dp) against
-// the projected means.
-template <bool kScaled>
-void componentwise_squares(const Model& m, const double* x, int64_t d, int64_t rows, double* q) {
+// Diag and spherical, one component per lane (lanes = components of the transposed means and
+// factors): q[i][c] = sum_j ((x_ij - mu_cj) s_cj)^2 (diag; kScaled) or sum_j (x_ij - mu_cj)^2
+// (spherical), summed in feature order in S, for two rows at a time against up to four vectors
+// of components (16 in float64, 32 in float32; accumulators in registers), so that each loaded
+// mean (and factor) vector serves both rows. x [rows x d] has rows rounded up to an even count
+// (zero rows); q is [rows rounded up to even x kp]. Tied uses it too, on the rows times the
+// factor (d = dp) against the projected means.
+template <class S, bool kScaled>
+void componentwise_squares(const Model<S>& m, const S* x, int64_t d, int64_t rows, S* q) {
+  constexpr int64_t L = kLanes<S>;
   const int64_t kp = m.kp;
   for (int64_t i = 0; i < rows; i += 2) {
-    const double* x0 = x + i * d;
-    double* q0 = q + i * kp;
-    for (int64_t c0 = 0; c0 < kp; c0 += 16) {
-      switch (std::min<int64_t>(16, kp - c0) / 4) {
-        case 4: componentwise_store<kScaled, 4>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
-        case 3: componentwise_store<kScaled, 3>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
-        case 2: componentwise_store<kScaled, 2>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
-        default: componentwise_store<kScaled, 1>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+    const S* x0 = x + i * d;
+    S* q0 = q + i * kp;
+    for (int64_t c0 = 0; c0 < kp; c0 += 4 * L) {
+      switch (std::min<int64_t>(4 * L, kp - c0) / L) {
+        case 4: componentwise_store<S, kScaled, 4>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 3: componentwise_store<S, kScaled, 3>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        case 2: componentwise_store<S, kScaled, 2>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
+        default: componentwise_store<S, kScaled, 1>(m, d, x0, x0 + d, c0, q0, q0 + kp); break;
       }
     }
   }
 }
 
-// The block's log-densities: lp[rows x k] (float64) for the float64 rows x[rows x d]; x and y
-// [rows x dp] have room for rows rounded up to 4 (x's extra rows are zeros).
-void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, double* q,
-                    double* lp) {
+// The block's log-densities: lp[rows x k] (float64) for the rows x[rows x d] in S; x and y
+// [rows x dp] have room for rows rounded up to 4 (x's extra rows are zeros). The squared
+// distances q are computed in S and converted to float64 for the rest.
+template <class S>
+void block_log_prob(const Model<S>& m, const S* x, int64_t rows, S* y, S* q, double* lp) {
   const int64_t d = m.d, k = m.k;
   const double constant = double(d) * kLog2Pi;
   auto store = [&](int64_t i, int64_t c, double q) {
@@ -315,36 +374,37 @@ void block_log_prob(const Model& m, const double* x, int64_t rows, double* y, do
   };
   switch (m.type) {
     case CovarianceType::Full: {
-      const int64_t tiles = m.dp / kTileCols;
-      double squared[4];
+      const int64_t tiles = m.dp / kTile<S>;
+      S squared[4];
       for (int64_t c = 0; c < k; ++c) {
-        const double* P = m.padded.data + size_t(c) * size_t(d) * size_t(m.dp);
-        const double* mp = m.projected.data + size_t(c) * size_t(m.dp);
+        const S* P = m.padded.data + size_t(c) * size_t(d) * size_t(m.dp);
+        const S* mp = m.projected.data + size_t(c) * size_t(m.dp);
         for (int64_t i = 0; i < rows; i += 4) {
-          gemm_rows4<false>(x + i * d, d, m.dp, P, m.tile_begin.data() + c * tiles,
-                            m.tile_end.data() + c * tiles, mp, nullptr, squared);
-          for (int64_t r = 0; r < 4 && i + r < rows; ++r) store(i + r, c, squared[r]);
+          gemm_rows4<S, false>(x + i * d, d, m.dp, P, m.tile_begin.data() + c * tiles,
+                               m.tile_end.data() + c * tiles, mp, nullptr, squared);
+          for (int64_t r = 0; r < 4 && i + r < rows; ++r) store(i + r, c, double(squared[r]));
         }
       }
       break;
     }
     case CovarianceType::Tied:
       for (int64_t i = 0; i < rows; i += 4)
-        gemm_rows4<true>(x + i * d, d, m.dp, m.padded.data, m.tile_begin.data(),
-                         m.tile_end.data(), nullptr, y + i * m.dp, nullptr);
-      componentwise_squares<false>(m, y, m.dp, rows, q);
+        gemm_rows4<S, true>(x + i * d, d, m.dp, m.padded.data, m.tile_begin.data(),
+                            m.tile_end.data(), nullptr, y + i * m.dp, nullptr);
+      componentwise_squares<S, false>(m, y, m.dp, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c]);
+        for (int64_t c = 0; c < k; ++c) store(i, c, double(q[i * m.kp + c]));
       break;
     case CovarianceType::Diag:
-      componentwise_squares<true>(m, x, d, rows, q);
+      componentwise_squares<S, true>(m, x, d, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c]);
+        for (int64_t c = 0; c < k; ++c) store(i, c, double(q[i * m.kp + c]));
       break;
     case CovarianceType::Spherical:
-      componentwise_squares<false>(m, x, d, rows, q);
+      componentwise_squares<S, false>(m, x, d, rows, q);
       for (int64_t i = 0; i < rows; ++i)
-        for (int64_t c = 0; c < k; ++c) store(i, c, q[i * m.kp + c] * m.spherical_precision[c]);
+        for (int64_t c = 0; c < k; ++c)
+          store(i, c, double(q[i * m.kp + c]) * m.spherical_precision[c]);
       break;
   }
 }
@@ -358,18 +418,19 @@ void check_shapes(const char* op, int64_t n_samples, int64_t n_features, int64_t
 }
 
 // log_weights == nullptr: write the log-densities to out. Otherwise the E-step: out gets the
-// log-responsibilities and log_norm the per-row log-sum-exp.
+// log-responsibilities and log_norm the per-row log-sum-exp. The squared distances are
+// computed in X's dtype T (the model's S = T), everything after them in float64.
 template <class T>
 void run(const T* X, const double* log_weights, const double* means, const double* chol,
          int64_t n, int64_t d, int64_t k, CovarianceType type, T* out, double* log_norm) {
-  const Model m = make_model(means, chol, d, k, type);
+  const Model<T> m = make_model<T>(means, chol, d, k, type);
   const int64_t block = row_block(d);
   const int64_t n_blocks = (n + block - 1) / block;
   const double per_row = double(k) * double(m.dp) * (type == CovarianceType::Full || type == CovarianceType::Tied ? double(d) : 1.0);
 #pragma omp parallel num_threads(detail::threads_for(double(n) * per_row))
   {
-    std::vector<double> xbuf(size_t(block) * size_t(d), 0.0);
-    AlignedBuffer y, q;  // tied: the block times the factor; the squares [block x kp]
+    std::vector<T> xbuf(size_t(block) * size_t(d), T(0));
+    AlignedArray<T> y, q;  // tied: the block times the factor; the squares [block x kp]
     y.assign(size_t(block) * size_t(m.dp));
     q.assign(size_t(block) * size_t(m.kp));
     std::vector<double> lp(size_t(block) * size_t(k));
@@ -379,16 +440,20 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
       const int64_t rows = std::min(block, n - i0);
       const T* src = X + i0 * d;
       const int64_t padded_rows = std::min(block, (rows + 3) / 4 * 4);
-      const double* x = xbuf.data();
+      const T* x = xbuf.data();
       if constexpr (std::is_same_v<T, double>) {
         // float64 rows are read in place where the padding rows exist (they are the next
         // block's: computed, never stored); only the last block is copied and zero padded.
         if (i0 + padded_rows <= n) x = src;
+        if (x == xbuf.data())
+          for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = src[e];
+      } else {  // float32 rows are centred: float(x - m0), the difference in float64
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < d; ++j)
+            xbuf[i * d + j] = static_cast<T>(double(src[i * d + j]) - m.centre[j]);
       }
-      if (x == xbuf.data()) {
-        for (int64_t e = 0; e < rows * d; ++e) xbuf[e] = static_cast<double>(src[e]);
-        for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = 0.0;
-      }
+      if (x == xbuf.data())
+        for (int64_t e = rows * d; e < padded_rows * d; ++e) xbuf[e] = T(0);
       block_log_prob(m, x, rows, y.data, q.data, lp.data());
       T* o = out + i0 * k;
       if (log_weights == nullptr) {
@@ -429,7 +494,6 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
     }
   }
 }
-
 }  // namespace
 
 void gmm_estimate_log_prob(const float* X, const double* means, const double* precisions_cholesky,

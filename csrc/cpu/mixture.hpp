@@ -2,9 +2,22 @@
 // rows of X, alone or fused with the E-step's log-sum-exp.
 //
 // Row-major, C-contiguous arrays; the caller owns all memory. One overload per dtype of X; the
-// model parameters are float64 whatever X's dtype, and everything is computed in float64 (the
-// result is cast to X's dtype once, at the end), as scikit-learn does. Each function checks its
-// own preconditions and throws std::invalid_argument naming the op.
+// model parameters are float64 whatever X's dtype. Each function checks its own preconditions
+// and throws std::invalid_argument naming the op.
+// Precision of the E-step (gmm_estimate_log_prob, gmm_e_step):
+//   float64 X: everything in float64.
+//   float32 X: the squared Mahalanobis distances q (the n k d, and n d^2 for full/tied, part)
+//     are computed and accumulated in float32 (8-lane vectors), as scikit-learn computes float32
+//     input in float32; everything O(n k) after them (log-determinants, constants, log-sum-exp,
+//     log_norm) in float64, as for float64 X. The rows and the means are first centred at m0,
+//     the mean of the component means: x' = float(x - m0), mu' = mu - m0 (in float64; for full
+//     and tied mu' @ P is computed in float64 and rounded once), so the rounding is relative to
+//     the data's spread about m0, not to their distance from the origin:
+//       |delta q| <~ (d + c) u32 M,  M = ||x' P||^2 + ||mu' P||^2 (full, tied),
+//                                    M = sum_j ((|x'_j| + |mu'_j|) s_j)^2 (diag, spherical),
+//     with c a few units (tests/tolerances.py, GMM_FLOAT32_Q_RTOL).
+//   The result is stored in X's dtype.
+// The M-step sums (gmm_moments, gmm_full_scatter) accumulate in float64 for both dtypes.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +34,8 @@ CovarianceType parse_covariance_type(const std::string& name, const char* op);
 //   log N(x | mu_c, Sigma_c) = -0.5 * (d log(2 pi) + q) + sum log diag(P_c),
 // with P_c the precision Cholesky factor (precision = P_c P_c^T) and q the squared Mahalanobis
 // distance:
-//   full, tied:  q = || x @ P_c - mu_c @ P_c ||^2           (the reference's formula)
+//   full, tied:  q = || x @ P_c - mu_c @ P_c ||^2           (the reference's formula; float32
+//                                                            X: on the centred x' and mu')
 //   diag:        q = sum_j ((x_j - mu_cj) * P_cj)^2         (direct form, exact, >= 0)
 //   spherical:   q = sum_j (x_j - mu_cj)^2 * P_c^2          (direct form, exact, >= 0)
 // The log-determinant term is sum_j log P_cjj (full), sum_j log P_jj (tied), sum_j log P_cj

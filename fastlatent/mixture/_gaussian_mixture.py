@@ -24,8 +24,10 @@ those parameters (not X, not the responsibilities) across the bus once each way.
 Differences from scikit-learn, on purpose:
 - The ops compute in float64 whatever X's dtype, and store float32 parameters for float32
   input (scikit-learn computes in float32 there); float32 fits are therefore a little more
-  accurate than scikit-learn's, and agree with them to float32 rounding. ``lower_bound_``
-  is a Python float.
+  accurate than scikit-learn's, and agree with them to float32 rounding. The exception is the
+  cpu backend's E-step on float32 X: its squared Mahalanobis distances are computed in
+  float32 (on data centred at the mean of the component means), the rest in float64.
+  ``lower_bound_`` is a Python float.
 - ``fit`` never writes to a parameter: scikit-learn replaces ``weights_init``, ``means_init``
   and ``precisions_init`` by their validated arrays; here they are left as given.
 - With ``precisions_init`` and ``max_iter=0``, ``covariances_`` is the inverse of the given

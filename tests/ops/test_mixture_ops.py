@@ -14,7 +14,7 @@ from sklearn.mixture._gaussian_mixture import (
 from fastlatent.backends import get_backend, is_available
 from fastlatent.backends import numpy as reference
 from fastlatent.ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_responsibilities
-from tolerances import GMM_BACKEND_VS_REFERENCE, GMM_REFERENCE_VS_SKLEARN, gmm_tol
+from tolerances import GMM_BACKEND_VS_REFERENCE, GMM_FLOAT32_Q_RTOL, GMM_REFERENCE_VS_SKLEARN, gmm_tol
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # (n_samples, n_features, n_components): one row, one feature, K = N, a plain case.
@@ -179,3 +179,107 @@ def test_ops_validate_their_inputs():
         gmm_m_step(X, np.ones((9, 2)) / 2, 1e-6, "full")
     with pytest.raises(ValueError, match="resp must be non-negative"):
         gmm_m_step(X, -np.ones((10, 2)), 1e-6, "full")
+
+
+# ---- float32 input computed in float32 (cpu backend) -------------------------------------------
+# The cpu backend computes the squared Mahalanobis distances q of float32 input in float32, on
+# rows and means centred at m0 = the mean of the component means; the rest in float64. Its
+# error is bounded per (row, component) by GMM_FLOAT32_Q_RTOL(d) times the scale M below (see
+# tests/tolerances.py), plus the output's float32 rounding.
+U32 = 2.0**-24
+# (n, d, k): 1 row, 1 feature, K = 1, odd K (not a multiple of 8), odd d (not a multiple of 16),
+# d = 128 with K = 40 (the workflow's tied model, fewer rows).
+FLOAT32_SHAPES = [(1, 5, 3), (50, 1, 4), (40, 7, 1), (64, 33, 13), (37, 128, 40)]
+
+
+def offset_problem(rng, covariance_type, n, d, k, offset):
+    """Components at ``offset`` with unit spread and different scales; float64 means (not
+    float32-representable), float32 X drawn from the mixture."""
+    weights, means, precisions_cholesky = make_model(rng, covariance_type, k, d, np.float64)
+    means = means * rng.uniform(0.5, 3.0, (k, 1)) + offset
+    X = means[rng.integers(0, k, n)] + rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, (n, 1))
+    return X.astype(np.float32), weights, means, precisions_cholesky
+
+
+def float32_scale(X, means, precisions_cholesky, covariance_type):
+    """M [n x k], float64: ||x' P||^2 + ||mu' P||^2 (full, tied) or sum_j ((|x'_j| + |mu'_j|)
+    s_j)^2 (diag, spherical), with x' = x - m0 and mu' = mu - m0."""
+    m0 = means.mean(axis=0)
+    Xc, Mc, P = X.astype(np.float64) - m0, means - m0, precisions_cholesky
+    if covariance_type == "full":
+        return np.stack([((Xc @ P[c]) ** 2).sum(1) + ((Mc[c] @ P[c]) ** 2).sum() for c in range(len(means))], 1)
+    if covariance_type == "tied":
+        return ((Xc @ P) ** 2).sum(1)[:, None] + ((Mc @ P) ** 2).sum(1)[None]
+    magnitudes = np.abs(Xc)[:, None, :] + np.abs(Mc)[None]
+    if covariance_type == "diag":
+        return ((magnitudes * P[None]) ** 2).sum(2)
+    return (magnitudes**2).sum(2) * P[None] ** 2
+
+
+def float32_errors_within_bound(ours, expected, bound):
+    """|ours - expected| <= bound + the output's float32 rounding, elementwise."""
+    excess = np.abs(ours.astype(np.float64) - expected) - (bound + U32 * np.abs(expected))
+    return excess.max() <= 0, excess.max()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n, d, k", FLOAT32_SHAPES)
+def test_cpu_float32_within_error_bound(covariance_type, n, d, k, offset):
+    if not is_available("cpu"):
+        pytest.skip("backend 'cpu' not available here")
+    rng = np.random.default_rng(n * 1000 + d * 10 + k)
+    X, weights, means, precisions_cholesky = offset_problem(rng, covariance_type, n, d, k, offset)
+    X64 = X.astype(np.float64)
+    q_bound = GMM_FLOAT32_Q_RTOL(d) * float32_scale(X, means, precisions_cholesky, covariance_type)
+
+    log_prob = gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, backend="cpu")
+    expected = reference.gmm_estimate_log_prob(X64, means, precisions_cholesky, covariance_type)
+    assert log_prob.dtype == np.float32
+    ok, excess = float32_errors_within_bound(log_prob, expected, 0.5 * q_bound)
+    assert ok, excess
+
+    # log_resp = w_c - logsumexp(w): the row's normaliser moves by at most its largest error.
+    mean_log_likelihood, log_resp = gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, backend="cpu")
+    ref_mean, ref_log_resp = reference.gmm_e_step(X64, weights, means, precisions_cholesky, covariance_type)
+    assert log_resp.dtype == np.float32
+    row_bound = 0.5 * q_bound.max(axis=1, keepdims=True)
+    ok, excess = float32_errors_within_bound(log_resp, ref_log_resp, 0.5 * q_bound + row_bound)
+    assert ok, excess
+    assert abs(mean_log_likelihood - ref_mean) <= row_bound.mean() + 1e-12 * abs(ref_mean)
+
+
+def uncentred_float32_log_prob(X, means, precisions_cholesky, covariance_type):
+    """The same computation without the centring: q in float32 from float32 X and the
+    parameters rounded to float32 (full, tied: ||x P - mu P||^2 with mu P rounded once)."""
+    f = np.float32
+    Xf, M, P = X.astype(f), means, precisions_cholesky
+    if covariance_type in ("full", "tied"):
+        factors = P if covariance_type == "full" else [P] * len(M)
+        q = np.stack([(((Xf @ Pc.astype(f)) - (mu @ Pc).astype(f)) ** 2).sum(1, dtype=f) for mu, Pc in zip(M, factors)], 1)
+    elif covariance_type == "diag":
+        q = (((Xf[:, None, :] - M.astype(f)[None]) * P.astype(f)[None]) ** 2).sum(2, dtype=f)
+    else:
+        q = ((Xf[:, None, :] - M.astype(f)[None]) ** 2).sum(2, dtype=f) * P[None] ** 2
+    d = X.shape[1]
+    log_det = reference._gmm_float64_model(means, precisions_cholesky, covariance_type)[2]
+    return -0.5 * (d * np.log(2 * np.pi) + q.astype(np.float64)) + log_det
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_cpu_float32_centring_is_needed(covariance_type):
+    """Data at 1000 with unit spread: without the centring, float32 rounding of x (P) and
+    mu (P) at the scale of the offset breaks the bound that the cpu kernel meets."""
+    if not is_available("cpu"):
+        pytest.skip("backend 'cpu' not available here")
+    rng = np.random.default_rng(3)
+    n, d, k = 200, 24, 5
+    X, _, means, precisions_cholesky = offset_problem(rng, covariance_type, n, d, k, 1000.0)
+    expected = reference.gmm_estimate_log_prob(X.astype(np.float64), means, precisions_cholesky, covariance_type)
+    bound = 0.5 * GMM_FLOAT32_Q_RTOL(d) * float32_scale(X, means, precisions_cholesky, covariance_type)
+    uncentred = uncentred_float32_log_prob(X, means, precisions_cholesky, covariance_type)
+    ok, excess = float32_errors_within_bound(uncentred, expected, bound)
+    assert not ok  # the uncentred formula violates the bound ...
+    log_prob = gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, backend="cpu")
+    ok, excess = float32_errors_within_bound(log_prob, expected, bound)
+    assert ok, excess  # ... which the cpu kernel meets
