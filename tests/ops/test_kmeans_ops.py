@@ -135,3 +135,23 @@ def test_kmeans_step_without_distances_on_near_ties(backend, rng, dtype):
     assert_array_equal(labels, ref_idx)
     X32, Y32 = X[3:].astype(np.float32), Y.astype(np.float32)  # float32 GEMM alone gets many wrong
     assert ((np.square(Y32).sum(axis=1) - 2 * X32 @ Y32.T).argmin(axis=1) != ref_idx[3:]).sum() > 50
+
+
+@pytest.mark.parametrize("d", [1, 5, 64, 67])
+@pytest.mark.parametrize("k", [1, 3, 16, 200])
+def test_fused_step_sums_equal_kmeans_update_on_one_thread(rng, dtype, d, k):
+    """On one thread the fused step adds each row to its cluster's sums in row order, as
+    kmeans_update does: the same float64 bits, whatever the grouping of rows per label."""
+    _cpu = pytest.importorskip("fastlatent._cpu")
+    from threadpoolctl import threadpool_limits
+
+    X = rng.standard_normal((3001, d)).astype(dtype)
+    centers = X[:k].copy()
+    weight = rng.uniform(0, 3, len(X)).astype(dtype)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if _cpu.max_threads() != 1:
+            pytest.skip("threadpoolctl cannot limit this OpenMP runtime")
+        labels, _, sums, weights = _cpu.kmeans_step(X, weight, centers, False)
+        ref_sums, ref_weights = _cpu.kmeans_update(X, weight, labels, k)
+    assert_array_equal(sums, ref_sums)
+    assert_array_equal(weights, ref_weights)
