@@ -132,7 +132,7 @@ std::pair<py::array_t<double>, py::array_t<double>> kmeans_update(
 
 template <class T>
 py::tuple kmeans_step(const Matrix<T>& X, const py::array_t<T, py::array::c_style>& sample_weight,
-                      const Matrix<T>& centers) {
+                      const Matrix<T>& centers, bool with_distances) {
   const char* op = "kmeans_step";
   if (X.ndim() != 2 || centers.ndim() != 2 || sample_weight.ndim() != 1)
     throw std::invalid_argument(std::string(op) +
@@ -155,21 +155,48 @@ py::tuple kmeans_step(const Matrix<T>& X, const py::array_t<T, py::array::c_styl
   if (n_features < 1)
     throw std::invalid_argument(std::string(op) + ": X must have at least one column");
   py::array_t<int32_t> labels(n_samples);
-  Matrix<T> distances(n_samples);
+  Matrix<T> distances(with_distances ? n_samples : 0);
   py::array_t<double> sums({n_clusters, n_features});
   py::array_t<double> weights(n_clusters);
   const T* x = X.data();
   const T* w = sample_weight.data();
   const T* c = centers.data();
   int32_t* l = labels.mutable_data();
-  T* d = distances.mutable_data();
+  T* d = with_distances ? distances.mutable_data() : nullptr;
   double* s = sums.mutable_data();
   double* k = weights.mutable_data();
   {
     py::gil_scoped_release release;
     cpu::kmeans_step(x, w, c, n_samples, n_features, n_clusters, l, d, s, k);
   }
+  if (!with_distances) return py::make_tuple(labels, py::none(), sums, weights);
   return py::make_tuple(labels, distances, sums, weights);
+}
+
+template <class T>
+Matrix<T> kmeans_distances(const Matrix<T>& X, const Matrix<T>& centers,
+                           const py::array_t<int32_t, py::array::c_style>& labels) {
+  const char* op = "kmeans_distances";
+  if (X.ndim() != 2 || centers.ndim() != 2 || labels.ndim() != 1)
+    throw std::invalid_argument(std::string(op) + ": X and centers must be 2-D, labels 1-D");
+  const int64_t n_samples = X.shape(0), n_features = X.shape(1);
+  if (centers.shape(1) != n_features)
+    throw std::invalid_argument(std::string(op) + ": X and centers must have the same number of "
+                                "columns, got " + std::to_string(n_features) + " and " +
+                                std::to_string(centers.shape(1)));
+  if (labels.shape(0) != n_samples)
+    throw std::invalid_argument(std::string(op) + ": X has " + std::to_string(n_samples) +
+                                " rows but labels has " + std::to_string(labels.shape(0)));
+  Matrix<T> distances(n_samples);
+  const T* x = X.data();
+  const T* c = centers.data();
+  const int32_t* l = labels.data();
+  T* d = distances.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::kmeans_distances(x, c, l, n_samples, n_features, centers.shape(0), d);
+  }
+  return distances;
 }
 
 template <class T>
@@ -392,8 +419,14 @@ void define_overloads(py::module_& m) {
         "(sums float64 [k, d], weights float64 [k]): weighted per-cluster sums and weights.");
   m.def("kmeans_step", &kmeans_step<T>, py::arg("X").noconvert(),
         py::arg("sample_weight").noconvert(), py::arg("centers").noconvert(),
-        "(labels int32 [n], squared distances [n], sums float64 [k, d], weights float64 [k]): "
-        "nearest centre of each row and the weighted per-cluster sums, in one pass over X.");
+        py::arg("with_distances") = true,
+        "(labels int32 [n], squared distances [n] (None without with_distances), sums float64 "
+        "[k, d], weights float64 [k]): nearest centre of each row and the weighted per-cluster "
+        "sums, in one pass over X.");
+  m.def("kmeans_distances", &kmeans_distances<T>, py::arg("X").noconvert(),
+        py::arg("centers").noconvert(), py::arg("labels").noconvert(),
+        "squared distances [n] of each row of X to its centre, centers[labels[i]]: the k-means "
+        "step's distances bit for bit.");
   m.def("kmeans_plusplus_step", &kmeans_plusplus_step<T>, py::arg("X").noconvert(),
         py::arg("sample_weight").noconvert(), py::arg("closest").noconvert(),
         py::arg("candidates").noconvert(),

@@ -554,6 +554,7 @@ struct NearestSink {
   T* distances;
   int64_t* indices;
   void prepare(int) {}
+  bool wants_distances() const { return true; }
   void row(int, int64_t i, const T*, int64_t label, double squared) {
     indices[i] = label;
     distances[i] = T(finish(metric, squared, 1.0, 1.0));

@@ -9,8 +9,12 @@
 // row order; the partials are then added in thread order. With one thread the sums are those
 // of kmeans_update bit for bit; with more, they differ in the last bits, by the grouping of the
 // final reduction, which depends on the thread count (labels and distances do not).
+// Without `distances` (null) the exact distance is skipped: the bound then takes |x|^2 from
+// the screening copy of the row (screening_norm_bound), and only rows re-checked exactly pay
+// for a distance. Labels and sums are the same either way.
 // Cost: 2 n k d flops (GEMM, in float32 for float32 and float64 input) + about 4 n d (exact
-// distance, norm, sums, in double); X read once. Memory: threads x (k d + k) doubles of partials.
+// distance, norm, sums, in double; 2 n d without distances); X read once. Memory: threads x
+// (k d + k) doubles of partials.
 #include <omp.h>
 
 #include <algorithm>
@@ -37,6 +41,7 @@ struct KmeansSink {
   std::vector<double> partials;
   size_t stride = 0;
   int n_threads = 0;
+  bool wants_distances() const { return distances != nullptr; }
 
   void prepare(int threads) {
     n_threads = threads;
@@ -49,7 +54,7 @@ struct KmeansSink {
   }
   void row(int thread, int64_t i, const T* x, int64_t label, double squared) {
     labels[i] = int32_t(label);
-    distances[i] = T(std::max(squared, 0.0));
+    if (distances) distances[i] = T(std::max(squared, 0.0));
     const double w = double(sample_weight[i]);
     double* sum = partials.data() + size_t(thread) * stride + size_t(label) * size_t(n_features);
     // The same expression as kmeans_update's, so one thread gives the same bits.

@@ -372,6 +372,36 @@ inline void distances_and_norms(const T* const (&x)[R], const TY* const (&y)[R],
   }
 }
 
+// An upper bound on |x|^2 from the screening copy x (in S, the row rounded to S when T is
+// double), for the bound e_i when no exact distance is wanted. Each lane sums D / (2L) + 1
+// squares (one rounding each with FMA, two without), then s0 + s1: m <= D/4 + 4 roundings, so the
+// sum s^ >= |x^|^2 / (1 + 2 m u) while m u <= 1/4; with |x^|^2 >= |x|^2 / (1 + 3u) (the rounding
+// to S), |x|^2 <= s^ (1 + (D/2 + 12) u) when (D + 8) u <= 1/4 (screening_valid). The factor
+// below, 1 + 2 (D + 8) u, is larger. Underflowed squares lose at most D denorm_min / 2, inside
+// the bound's floor; overflow gives +inf, and the row takes the exact path.
+template <class S>
+inline double screening_norm_bound(const S* x, int64_t n_features) {
+  using V = typename Vec<S>::type;
+  constexpr int L = Vec<S>::lanes;
+  V s0 = {}, s1 = {};
+  int64_t d = 0;
+  for (; d + 2 * L <= n_features; d += 2 * L) {
+    const V a = load<V>(x + d), b = load<V>(x + d + L);
+    s0 = fmadd(a, a, s0);
+    s1 = fmadd(b, b, s1);
+  }
+  for (; d + L <= n_features; d += L) {
+    const V a = load<V>(x + d);
+    s0 = fmadd(a, a, s0);
+  }
+  const V s = s0 + s1;
+  double acc = 0.0;
+  for (int l = 0; l < L; ++l) acc += double(s[l]);
+  for (; d < n_features; ++d) acc += double(x[d]) * double(x[d]);
+  const double u = std::numeric_limits<S>::epsilon() / 2;
+  return acc * (1.0 + 2.0 * (double(n_features) + 8.0) * u);
+}
+
 // Squared distance to the only row of Y, as the exact path of the tile engine computes it (one
 // fused multiply-add chain in feature order), NaN read as +inf.
 template <class T>
@@ -389,6 +419,8 @@ inline double single_row_distance(const T* x, const T* y, int64_t n_features) {
 // (ties to the lower index) and that exact squared distance, handed in row order to
 //   sink.prepare(n_threads)                                      before the parallel region
 //   sink.row(thread, i, x_i, label, squared_distance)            while x_i is in L1
+// A sink whose wants_distances() is false gets 0 in place of the distance of a row whose
+// screening was conclusive (the bound then uses screening_norm_bound for |x_i|^2).
 // `metric` (euclidean or sqeuclidean) only decides ties on the exact path: sqrt can map two
 // different squares to the same distance, and then the lower index wins.
 // Each thread gets one contiguous range of rows (OpenMP static schedule), so a sink that sums
@@ -601,7 +633,18 @@ void nearest_screened(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t 
           y[m] = y_double.data() + label[m] * D;
         }
         double distance[2], x_squared[2];
-        if (count == 2) {
+        if (!sink.wants_distances()) {  // the bound needs |x|^2 only: from the S rows
+          for (int m = 0; m < count; ++m) {
+            const int64_t rm = r + m;
+            const S* xs;
+            if constexpr (in_place)
+              xs = X + (row0 + rm) * D;
+            else
+              xs = tail + rm * D;
+            x_squared[m] = screening_norm_bound(xs, D);
+            distance[m] = 0.0;
+          }
+        } else if (count == 2) {
           distances_and_norms<2>(x, y, D, distance, x_squared);
         } else {
           const T* const x1[1] = {x[0]};

@@ -35,8 +35,12 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     return _cpu.kmeans_update(X, sample_weight, labels, int(n_clusters))
 
 
-def kmeans_step(X, sample_weight, centers):
-    return _cpu.kmeans_step(X, sample_weight, centers)
+def kmeans_distances(X, centers, labels):
+    return _cpu.kmeans_distances(X, centers, labels)
+
+
+def kmeans_step(X, sample_weight, centers, with_distances=True):
+    return _cpu.kmeans_step(X, sample_weight, centers, with_distances)
 
 
 def kmeans_plusplus_step(X, sample_weight, closest, candidates):

@@ -125,6 +125,13 @@ def kmeans_update(X, sample_weight, labels, n_clusters):
     return sums, weights
 
 
+def kmeans_distances(X, centers, labels):
+    """CuPy through the reference's code (elementwise work and a row sum). NOT RUN on a GPU."""
+    from .numpy import kmeans_distances as blocked
+
+    return blocked(cupy.asarray(X), cupy.asarray(centers), cupy.asarray(labels))
+
+
 # ---- tensor-core products for precision="tf32" / "bf16" (fastlatent/ops/_reduced_precision.py).
 # cuBLAS through CuPy's gemmEx binding; NOT RUN on a GPU by its author (no GPU in that session):
 # the gpu-marked tests in tests/ops/test_reduced_precision.py check it against the exact kernels.

@@ -204,6 +204,22 @@ def _kmeans_update_kernel(X, sample_weight, labels, sums, weights):
             sums[label, k] += w * np.float64(X[i, k])
 
 
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _kmeans_distances_kernel(X, centers, labels, out):
+    for i in numba.prange(X.shape[0]):
+        acc = 0.0
+        for k in range(X.shape[1]):
+            t = np.float64(X[i, k]) - np.float64(centers[labels[i], k])
+            acc += t * t
+        out[i] = acc
+
+
+def kmeans_distances(X, centers, labels):
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    _kmeans_distances_kernel(X, centers, labels, out)
+    return out
+
+
 def kmeans_update(X, sample_weight, labels, n_clusters):
     sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
     weights = np.zeros(n_clusters, dtype=np.float64)

@@ -14,6 +14,8 @@ inputs are validated by ``fastlatent.ops``: 2-D, C-contiguous, finite, non-empty
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from .._arrays import array_namespace
+
 METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan")
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -72,6 +74,18 @@ def kneighbors(X, Y, n_neighbors, metric):
 
 def describe():
     return f"NumPy {np.__version__} (reference)"
+
+
+def kmeans_distances(X, centers, labels):
+    """Squared distance of each row to its own centre, in float64 in row chunks (NumPy or
+    CuPy arrays: the cuda backend uses this too)."""
+    xp = array_namespace(X)
+    out = xp.empty(X.shape[0], dtype=X.dtype)
+    centers = centers.astype(np.float64)
+    for rows in _row_chunks(X.shape[0], X.shape[1]):
+        diff = X[rows].astype(np.float64) - centers[labels[rows]]
+        out[rows] = (diff * diff).sum(axis=1)
+    return out
 
 
 def kmeans_update(X, sample_weight, labels, n_clusters):

@@ -8,7 +8,7 @@ backend (``backend=`` argument, then ``config_context``/``set_config``, then
 from ._dispatch import select_backend
 from .distances import kneighbors, pairwise_distances, pairwise_distances_argmin_min
 from .mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_responsibilities
-from .kmeans import kmeans_assign, kmeans_plusplus, kmeans_step, kmeans_update
+from .kmeans import kmeans_assign, kmeans_distances, kmeans_plusplus, kmeans_step, kmeans_update
 from .silhouette import silhouette_cluster_sums
 from .snnl import snnl_loss_and_grad
 from .hierarchy import linkage
@@ -19,6 +19,7 @@ __all__ = [
     "gmm_m_step",
     "gmm_responsibilities",
     "kmeans_assign",
+    "kmeans_distances",
     "kmeans_plusplus",
     "kmeans_step",
     "kmeans_update",

@@ -30,6 +30,22 @@ def kmeans_assign(X, centers, *, precision="exact", backend=None, check_input=Tr
     return to_like(reference, labels.astype(np.int32), distances)
 
 
+def kmeans_distances(X, centers, labels, *, backend=None, check_input=True):
+    """Squared euclidean distance of each row of X to its own centre, ``centers[labels]``.
+
+    Returns an (n,) array of X's dtype, summed exactly in float64: scikit-learn's
+    ``_inertia`` before the weighted sum. With the labels of ``kmeans_step(X, ., centers)``,
+    the cpu backend returns that step's distances bit for bit, so a Lloyd loop can skip them
+    in its steps (``return_distances=False``) and ask here on the rare iteration that needs them.
+    """
+    reference = X
+    if check_input:
+        X, centers = check_pair(X, centers)
+        labels = _check_labels(X, labels, centers.shape[0])
+    distances = _dispatch.run("kmeans_distances", backend, (X, centers, labels))
+    return to_like(reference, distances)
+
+
 def _check_weights_and_labels(X, sample_weight, labels, n_clusters):
     xp = array_namespace(X)
     sample_weight = xp.ascontiguousarray(xp.asarray(sample_weight, dtype=X.dtype))
@@ -37,6 +53,11 @@ def _check_weights_and_labels(X, sample_weight, labels, n_clusters):
         raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({X.shape[0]},).")
     if labels is None:
         return sample_weight, None
+    return sample_weight, _check_labels(X, labels, n_clusters)
+
+
+def _check_labels(X, labels, n_clusters):
+    xp = array_namespace(X)
     labels = xp.ascontiguousarray(xp.asarray(labels, dtype=np.int32))
     if labels.shape != (X.shape[0],):
         raise ValueError(f"labels has shape {labels.shape}; expected ({X.shape[0]},).")
@@ -44,7 +65,7 @@ def _check_weights_and_labels(X, sample_weight, labels, n_clusters):
         raise ValueError(
             f"labels must lie in [0, {n_clusters}); got [{int(labels.min())}, {int(labels.max())}]."
         )
-    return sample_weight, labels
+    return labels
 
 
 def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_input=True):
@@ -62,13 +83,19 @@ def kmeans_update(X, sample_weight, labels, n_clusters, *, backend=None, check_i
     return to_like(reference, sums, weights)
 
 
-def kmeans_step(X, sample_weight, centers, *, precision="exact", backend=None, check_input=True):
+def kmeans_step(
+    X, sample_weight, centers, *, precision="exact", return_distances=True, backend=None,
+    check_input=True,
+):
     """The work of one Lloyd iteration: ``kmeans_assign`` then ``kmeans_update`` on its labels.
 
     Returns (labels int32, squared distances of X's dtype, sums float64 (k, d), weights
     float64 (k,)). Backends with a fused kernel (cpu) do both in one pass over X, while each
     block of rows is in cache; the others run the two ops in turn. Same results either way
     (the fused sums may differ in the last float64 bits: per-thread partials).
+    ``return_distances=False`` returns None in place of the distances, which the fused kernel
+    then skips (a Lloyd iteration needs only the labels and sums; ``kmeans_distances`` gives
+    the same distances later).
     """
     reference = X
     if check_input:
@@ -80,7 +107,7 @@ def kmeans_step(X, sample_weight, centers, *, precision="exact", backend=None, c
     precision = effective(precision, name, module, stacklevel=3)
     if hasattr(module, "kmeans_step") and precision == "exact":
         labels, distances, sums, weights = _dispatch.run(
-            "kmeans_step", backend, (X, sample_weight, centers)
+            "kmeans_step", backend, (X, sample_weight, centers), bool(return_distances)
         )
     else:
         labels, distances = kmeans_assign(
@@ -89,6 +116,9 @@ def kmeans_step(X, sample_weight, centers, *, precision="exact", backend=None, c
         sums, weights = kmeans_update(
             X, sample_weight, labels, centers.shape[0], backend=backend, check_input=False
         )
+    if not return_distances:
+        labels, sums, weights = to_like(reference, labels, sums, weights)
+        return labels, None, sums, weights
     return to_like(reference, labels, distances, sums, weights)
 
 

@@ -113,6 +113,30 @@ def test_relocated_clusters_in_a_fit():
     assert_allclose(km.inertia_, sk.inertia_)
 
 
+@pytest.mark.parametrize("case", ["strict convergence", "empty cluster"])
+def test_lloyd_without_step_distances_changes_nothing(backend, dtype, case, capsys):
+    """The Lloyd loop asks its steps for no distances (verbose=0) and computes them only where
+    an iteration needs them: an empty cluster to relocate, the inertia after strict
+    convergence. verbose=1 takes every step's distances; the fits must agree (on the fused cpu
+    kernel bit for bit: kmeans_distances gives the step's own bits)."""
+    X, _ = make_blobs(2000, 8, centers=4, cluster_std=0.3, random_state=0)
+    X = X.astype(dtype)
+    init = X[[0, 1, 2, 3]].copy()
+    if case == "empty cluster":
+        init[3] = X.max(axis=0) + 100  # nearest to no row: relocated at the first iteration
+    fits = [
+        KMeans(4, init=init, n_init=1, tol=0, verbose=verbose, backend=backend).fit(X)
+        for verbose in (0, 1)
+    ]
+    assert "strict convergence" in capsys.readouterr().out
+    assert_array_equal(fits[0].labels_, fits[1].labels_)
+    assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    if backend == "cpu":
+        assert fits[0].inertia_ == fits[1].inertia_
+    else:
+        assert_allclose(fits[0].inertia_, fits[1].inertia_, rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
 def test_weight_two_is_repeating_the_row(backend):
     X = blobs(np.float64, n_samples=300)
     repeats = np.random.default_rng(0).integers(1, 4, len(X))
