@@ -6,7 +6,13 @@
 Each timed call runs ``ITERATIONS`` Lloyd iterations from the same initial centres (random
 normal data does not converge that fast, and ``n_iter_`` is checked); the report divides by
 the iteration count. Floor per iteration: 2*n*k*d flops (assignment) plus one pass over X.
+
+Peers timed when installed (``pip install ".[bench-peers]"``): scikit-learn-intelex's KMeans
+(oneDAL) and FAISS's ``faiss.Kmeans`` (Lloyd on all rows: ``max_points_per_centroid`` is set
+so that it does not subsample; FAISS has no k-means++, so it is left out of the whole fits).
 """
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -16,13 +22,37 @@ import fastlatent
 from conftest import data, fastlatent_backends, run
 
 ITERATIONS = 10
-IMPLEMENTATIONS = [f"fastlatent-{b}" for b in fastlatent_backends()] + ["sklearn"]
+PEERS = [name for name, module in (("sklearnex", "sklearnex"), ("faiss", "faiss"))
+         if importlib.util.find_spec(module) is not None]
+IMPLEMENTATIONS = [f"fastlatent-{b}" for b in fastlatent_backends()] + ["sklearn"] + PEERS
 SHAPES = [(100_000, 64, 16), (100_000, 128, 256), (1_000_000, 64, 64)]
+
+
+class _FaissLloyd:
+    """faiss.Kmeans behind fit(X): ``max_iter`` Lloyd iterations from ``init`` on every row."""
+
+    def __init__(self, k, init, max_iter, **_):
+        self.k, self.init, self.max_iter = k, init, max_iter
+
+    def fit(self, X):
+        import faiss
+
+        km = faiss.Kmeans(X.shape[1], self.k, niter=self.max_iter, max_points_per_centroid=X.shape[0],
+                          min_points_per_centroid=1, verbose=False)
+        km.train(X, init_centroids=self.init)
+        self.n_iter_ = len(km.iteration_stats)
+        return self
 
 
 def _estimator(impl, k, **params):
     if impl == "sklearn":
         return SkKMeans(k, **params)
+    if impl == "sklearnex":
+        from sklearnex.cluster import KMeans as ExKMeans
+
+        return ExKMeans(k, **params)
+    if impl == "faiss":
+        return _FaissLloyd(k, **params)
     return fastlatent.KMeans(k, backend=impl.removeprefix("fastlatent-"), **params)
 
 
@@ -38,7 +68,7 @@ def test_lloyd_iterations(benchmark, impl, n, d, k):
     assert fitted.n_iter_ == ITERATIONS
 
 
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("impl", [impl for impl in IMPLEMENTATIONS if impl != "faiss"])
 @pytest.mark.parametrize("n, d, k", SHAPES[:2])
 def test_whole_fit(benchmark, impl, n, d, k):
     benchmark.group = f"KMeans fit (k-means++, n_init=1) {n}x{d} K={k} float32"
