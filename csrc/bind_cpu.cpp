@@ -293,7 +293,7 @@ template <class T>
 std::pair<Matrix<T>, py::array_t<double>> gmm_e_step(
     const Matrix<T>& X, const py::array_t<double, py::array::c_style>& log_weights,
     const Matrix<double>& means, const py::array_t<double, py::array::c_style>& precisions_cholesky,
-    const std::string& covariance_type) {
+    const std::string& covariance_type, bool responsibilities) {
   const char* op = "gmm_e_step";
   const cpu::CovarianceType type = cpu::parse_covariance_type(covariance_type, op);
   const Shapes s = check_gmm_model(op, X, means, precisions_cholesky, type);
@@ -310,7 +310,7 @@ std::pair<Matrix<T>, py::array_t<double>> gmm_e_step(
   double* ln = log_norm.mutable_data();
   {
     py::gil_scoped_release release;
-    cpu::gmm_e_step(x, lw, mu, p, s.n_x, s.n_features, s.n_y, type, r, ln);
+    cpu::gmm_e_step(x, lw, mu, p, s.n_x, s.n_features, s.n_y, type, r, ln, responsibilities);
   }
   return {log_resp, log_norm};
 }
@@ -389,7 +389,10 @@ void define_mixture_overloads(py::module_& m) {
   m.def("gmm_e_step", &gmm_e_step<T>, py::arg("X").noconvert(),
         py::arg("log_weights").noconvert(), py::arg("means").noconvert(),
         py::arg("precisions_cholesky").noconvert(), py::arg("covariance_type"),
-        "(log_resp [n, k] of X's dtype, log_norm float64 [n]): the fused E-step.");
+        py::arg("responsibilities") = false,
+        "(log_resp [n, k] of X's dtype, log_norm float64 [n]): the fused E-step; with "
+        "responsibilities=True the first array is exp(log_resp), from the log-sum-exp's own "
+        "exponentials.");
   m.def("gmm_responsibilities", &gmm_responsibilities<T>, py::arg("log_resp").noconvert(),
         "exp(log_resp) [n, k] of log_resp's dtype (computed in float64).");
   m.def("gmm_moments", &gmm_moments<T>, py::arg("X").noconvert(), py::arg("resp").noconvert(),

@@ -418,11 +418,14 @@ void check_shapes(const char* op, int64_t n_samples, int64_t n_features, int64_t
 }
 
 // log_weights == nullptr: write the log-densities to out. Otherwise the E-step: out gets the
-// log-responsibilities and log_norm the per-row log-sum-exp. The squared distances are
-// computed in X's dtype T (the model's S = T), everything after them in float64.
+// log-responsibilities (or with `resp` the responsibilities themselves, exp(w_c - largest) / sum
+// from the exponentials the log-sum-exp computes anyway) and log_norm the per-row log-sum-exp.
+// The squared distances are computed in X's dtype T (the model's S = T), everything after them
+// in float64.
 template <class T>
 void run(const T* X, const double* log_weights, const double* means, const double* chol,
-         int64_t n, int64_t d, int64_t k, CovarianceType type, T* out, double* log_norm) {
+         int64_t n, int64_t d, int64_t k, CovarianceType type, T* out, double* log_norm,
+         bool resp = false) {
   const Model<T> m = make_model<T>(means, chol, d, k, type);
   const int64_t block = row_block(d);
   const int64_t n_blocks = (n + block - 1) / block;
@@ -480,16 +483,31 @@ void run(const T* X, const double* log_weights, const double* means, const doubl
         double norm;
         if (std::isinf(largest)) {
           norm = largest;
-        } else {
-          v4d total = {};
-          int64_t c = 0;
-          for (; c + 4 <= k; c += 4) total += detail::exp_any(load4(w + c) - largest);
-          double rest = 0.0;
-          for (; c < k; ++c) rest += std::exp(w[c] - largest);
-          norm = largest + std::log(((total[0] + total[1]) + (total[2] + total[3])) + rest);
+          log_norm[i0 + i] = norm;
+          for (int64_t c = 0; c < k; ++c)  // NaN (or, with +inf, 0 and NaN) as exp(log_resp)
+            o[i * k + c] = static_cast<T>(resp ? std::exp(w[c] - norm) : w[c] - norm);
+          continue;
         }
+        v4d total = {};
+        int64_t c = 0;
+        for (; c + 4 <= k; c += 4) {
+          const v4d e = detail::exp_any(load4(w + c) - largest);
+          if (resp) store4(w + c, e);
+          total += e;
+        }
+        double rest = 0.0;
+        for (; c < k; ++c) {
+          const double e = std::exp(w[c] - largest);
+          if (resp) w[c] = e;
+          rest += e;
+        }
+        const double sum = ((total[0] + total[1]) + (total[2] + total[3])) + rest;
+        norm = largest + std::log(sum);
         log_norm[i0 + i] = norm;
-        for (int64_t c = 0; c < k; ++c) o[i * k + c] = static_cast<T>(w[c] - norm);
+        if (resp)
+          for (int64_t c = 0; c < k; ++c) o[i * k + c] = static_cast<T>(w[c] / sum);
+        else
+          for (int64_t c = 0; c < k; ++c) o[i * k + c] = static_cast<T>(w[c] - norm);
       }
     }
   }
@@ -515,21 +533,21 @@ void gmm_estimate_log_prob(const double* X, const double* means, const double* p
 void gmm_e_step(const float* X, const double* log_weights, const double* means,
                 const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
                 int64_t n_components, CovarianceType covariance_type, float* log_resp,
-                double* log_norm) {
+                double* log_norm, bool responsibilities) {
   check_shapes("gmm_e_step", n_samples, n_features, n_components);
   if (log_weights == nullptr) throw std::invalid_argument("gmm_e_step: log_weights is null");
   run<float>(X, log_weights, means, precisions_cholesky, n_samples, n_features, n_components,
-             covariance_type, log_resp, log_norm);
+             covariance_type, log_resp, log_norm, responsibilities);
 }
 
 void gmm_e_step(const double* X, const double* log_weights, const double* means,
                 const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
                 int64_t n_components, CovarianceType covariance_type, double* log_resp,
-                double* log_norm) {
+                double* log_norm, bool responsibilities) {
   check_shapes("gmm_e_step", n_samples, n_features, n_components);
   if (log_weights == nullptr) throw std::invalid_argument("gmm_e_step: log_weights is null");
   run<double>(X, log_weights, means, precisions_cholesky, n_samples, n_features, n_components,
-              covariance_type, log_resp, log_norm);
+              covariance_type, log_resp, log_norm, responsibilities);
 }
 
 

@@ -58,17 +58,20 @@ void gmm_estimate_log_prob(const double* X, const double* means, const double* p
 //   log_norm[i] = logsumexp_c w_c   (scipy's: max + log sum exp(w - max); -inf if all are -inf)
 //   log_resp[i, c] = w_c - log_norm[i]
 //   [in]  log_weights  [n_components], float64; -inf for a zero weight
-//   [out] log_resp     [n_samples x n_components], X's dtype
+//   [out] log_resp     [n_samples x n_components], X's dtype; with `responsibilities` the
+//                      responsibilities exp(log_resp) instead, as exp(w_c - max_c w_c) / sum_c'
+//                      exp(w_c' - max_c w_c) from the log-sum-exp's own exponentials (one
+//                      division, where exp(log_resp) takes another exp per entry)
 //   [out] log_norm     [n_samples], float64
 // Other arguments as gmm_estimate_log_prob. The result does not depend on the number of threads.
 void gmm_e_step(const float* X, const double* log_weights, const double* means,
                 const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
                 int64_t n_components, CovarianceType covariance_type, float* log_resp,
-                double* log_norm);
+                double* log_norm, bool responsibilities = false);
 void gmm_e_step(const double* X, const double* log_weights, const double* means,
                 const double* precisions_cholesky, int64_t n_samples, int64_t n_features,
                 int64_t n_components, CovarianceType covariance_type, double* log_resp,
-                double* log_norm);
+                double* log_norm, bool responsibilities = false);
 
 // The responsibilities from the log-responsibilities: resp[e] = exp(log_resp[e]), e < n, in
 // float64 (a vectorised exp within a few ulps of std::exp), stored in the input's dtype.

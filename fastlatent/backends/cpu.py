@@ -61,12 +61,19 @@ def gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type):
     return _cpu.gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type)
 
 
-def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type):
+def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, responsibilities=False):
     means, precisions_cholesky = _gmm_model(means, precisions_cholesky)
     with np.errstate(divide="ignore"):  # a zero weight is a log-weight of -inf
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
-    log_resp, log_norm = _cpu.gmm_e_step(X, log_weights, means, precisions_cholesky, covariance_type)
+    log_resp, log_norm = _cpu.gmm_e_step(
+        X, log_weights, means, precisions_cholesky, covariance_type, responsibilities
+    )
     return np.float64(log_norm.sum() / X.shape[0]), log_resp
+
+
+def gmm_e_step_responsibilities(X, weights, means, precisions_cholesky, covariance_type):
+    """The E-step returning exp(log_resp), from the log-sum-exp's own exponentials."""
+    return gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, responsibilities=True)
 
 
 def gmm_responsibilities(log_resp):

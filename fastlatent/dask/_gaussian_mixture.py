@@ -133,6 +133,8 @@ class GaussianMixture(_SingleMachineGaussianMixture):
         n_blocks = len(X.chunks[0])
         return self._m_step_pass(X, [("e-step",)] * n_blocks, parameters)
 
+    _em_e_step = _e_step  # the EM loop's E-step: here with the M-step's statistics
+
     def _m_step(self, X, statistics):
         self._set_m_step_parameters(*statistics)
 
@@ -272,10 +274,11 @@ def _block_responsibilities(X, spec, parameters, n_components, covariance_type, 
     kind = spec[0]
     if kind == "e-step":
         weights, means, precisions_cholesky = parameters
-        mean_log_likelihood, log_resp = ops.gmm_e_step(
-            X, weights, means, precisions_cholesky, covariance_type, backend=backend, check_input=False
+        mean_log_likelihood, resp = ops.gmm_e_step(
+            X, weights, means, precisions_cholesky, covariance_type, responsibilities=True,
+            backend=backend, check_input=False,
         )
-        return mean_log_likelihood * X.shape[0], xp.exp(log_resp)
+        return mean_log_likelihood * X.shape[0], resp
     if kind == "random":  # the single-machine "random", with this block's own seed
         draws = np.random.RandomState(spec[1]).uniform(size=(X.shape[0], n_components))
         resp = xp.asarray(draws, dtype=X.dtype)
@@ -315,8 +318,11 @@ def _block_predict(X, *model):
 def _block_predict_proba(X, weights, means, precisions_cholesky, covariance_type, backend):
     xp = array_namespace(X)
     X = xp.ascontiguousarray(X)
-    _, log_resp = ops.gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, backend=backend, check_input=False)
-    return xp.exp(log_resp)
+    _, resp = ops.gmm_e_step(
+        X, weights, means, precisions_cholesky, covariance_type, responsibilities=True, backend=backend,
+        check_input=False,
+    )
+    return resp
 
 
 def _block_score_samples(X, *model):

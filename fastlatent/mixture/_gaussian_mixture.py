@@ -57,7 +57,6 @@ from ..ops.mixture import (
     gmm_e_step,
     gmm_estimate_log_prob,
     gmm_m_step,
-    gmm_responsibilities,
     gmm_working_array,
     parameter_shape,
 )
@@ -262,19 +261,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ---- EM ----------------------------------------------------------------------------------
 
-    def _e_step(self, X):
+    def _e_step(self, X, responsibilities=False):
         return gmm_e_step(
             X,
             self.weights_,
             self.means_,
             self.precisions_cholesky_,
             self.covariance_type,
+            responsibilities=responsibilities,
             backend=self.backend,
             check_input=False,
         )
 
-    def _m_step(self, X, log_resp):
-        resp = gmm_responsibilities(log_resp, backend=self.backend)  # on the device when log_resp is
+    def _em_e_step(self, X):
+        """The EM loop's E-step: (mean log-likelihood, what ``_m_step`` takes: the
+        responsibilities, fused into the E-step where the backend can)."""
+        return self._e_step(X, responsibilities=True)
+
+    def _m_step(self, X, resp):
         self._set_m_step_parameters(
             *gmm_m_step(X, resp, self.reg_covar, self.covariance_type, backend=self.backend, check_input=False)
         )
@@ -341,8 +345,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 converged = False
                 for n_iter in range(1, self.max_iter + 1):
                     previous_lower_bound = lower_bound
-                    log_prob_norm, log_resp = self._e_step(X)
-                    self._m_step(X, log_resp)
+                    log_prob_norm, resp = self._em_e_step(X)
+                    self._m_step(X, resp)
                     lower_bound = log_prob_norm
                     current_lower_bounds.append(lower_bound)
                     change = lower_bound - previous_lower_bound
@@ -414,8 +418,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """The posterior probability of each component for each row of X, (n, k)."""
         reference = X
         X = self._check_test_data(X)
-        _, log_resp = self._e_step(X)
-        return to_like(reference, gmm_responsibilities(log_resp, backend=self.backend))
+        _, resp = self._e_step(X, responsibilities=True)
+        return to_like(reference, resp)
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows from the fitted mixture (scikit-learn's draws, in order).

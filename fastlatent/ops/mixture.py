@@ -113,7 +113,10 @@ def gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, *, bac
     return to_like(reference, log_prob)
 
 
-def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, *, backend=None, check_input=True):
+def gmm_e_step(
+    X, weights, means, precisions_cholesky, covariance_type, *, responsibilities=False, backend=None,
+    check_input=True,
+):
     """The E-step: log-responsibilities and the mean log-likelihood of X.
 
     scikit-learn's ``_estimate_log_prob_resp`` and the mean of its ``log_prob_norm``: the
@@ -121,7 +124,10 @@ def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, *, backe
     (``log p(x)``), and ``log_resp = weighted - log p(x)``. A zero weight gives a
     log-responsibility of -inf.
 
-    Returns (mean log-likelihood as a Python float, log_resp (n, k) of X's dtype).
+    Returns (mean log-likelihood as a Python float, log_resp (n, k) of X's dtype). With
+    ``responsibilities=True`` the second array is the responsibilities ``exp(log_resp)``, what
+    the M-step takes: the cpu backend divides the log-sum-exp's own exponentials by their sum
+    (no second exp per entry); the others apply ``gmm_responsibilities``.
     """
     reference = X
     if check_input:
@@ -129,10 +135,16 @@ def gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, *, backe
         weights = _check_parameter(weights, "weights", (means.shape[0],))
         if bool((weights < 0).any()):
             raise ValueError("weights must be non-negative.")
-    mean_log_likelihood, log_resp = _dispatch.run(
-        "gmm_e_step", backend, (X, weights, means, precisions_cholesky), covariance_type
+    _, module = _dispatch.select_backend(backend, X, op="gmm_e_step")
+    fused = responsibilities and hasattr(module, "gmm_e_step_responsibilities")
+    mean_log_likelihood, out = _dispatch.run(
+        "gmm_e_step_responsibilities" if fused else "gmm_e_step",
+        backend, (X, weights, means, precisions_cholesky), covariance_type,
     )
-    return float(mean_log_likelihood), to_like(reference, log_resp)
+    out = to_like(reference, out)
+    if responsibilities and not fused:
+        out = gmm_responsibilities(out, backend=backend)
+    return float(mean_log_likelihood), out
 
 
 def gmm_responsibilities(log_resp, *, backend=None):

@@ -158,6 +158,41 @@ def test_responsibilities_are_exp_of_log_responsibilities(rng, dtype, backend_na
     assert resp[0, 0] == 0.0 and resp[0, 1] == 1.0
 
 
+@pytest.mark.parametrize("backend_name", ["numpy", "numba", "cpu"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n_samples, n_features, n_components", SHAPES)
+def test_e_step_with_responsibilities(rng, dtype, backend_name, covariance_type, n_samples, n_features, n_components):
+    """responsibilities=True returns exp(log_resp), the M-step's input: the cpu backend from
+    the log-sum-exp's own exponentials (e / sum), the others through gmm_responsibilities.
+    The same to a few roundings, a zero weight included; the mean log-likelihood unchanged."""
+    if not is_available(backend_name):
+        pytest.skip(f"backend {backend_name!r} not available here")
+    X = make_data(rng, n_samples, n_features, dtype)
+    weights, means, precisions_cholesky = make_model(rng, covariance_type, n_components, n_features, dtype)
+    if n_components > 1:
+        weights[0] = 0.0
+        weights /= weights.sum()
+    mean, log_resp = gmm_e_step(X, weights, means, precisions_cholesky, covariance_type, backend=backend_name)
+    fused_mean, resp = gmm_e_step(
+        X, weights, means, precisions_cholesky, covariance_type, responsibilities=True, backend=backend_name
+    )
+    assert fused_mean == mean
+    assert resp.dtype == dtype and resp.shape == log_resp.shape
+    eps = np.finfo(dtype).eps
+    expected = np.exp(log_resp.astype(np.float64))
+    # exp(log_resp) carries log_resp's roundings, which the fused e / sum does not: storing it in
+    # X's dtype (|log_resp| eps / 2) and, in float64, forming w - log p(x) (|w| of a row's
+    # weighted log-densities, times a few float64 units).
+    with np.errstate(divide="ignore"):
+        weighted = reference.gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type) + np.log(weights)
+    scale = np.abs(np.where(np.isfinite(weighted), weighted, 0.0)).max(axis=1, keepdims=True)
+    slack = np.abs(np.nan_to_num(log_resp.astype(np.float64), neginf=0.0)) * eps / 2 + 4 * scale * 2.0**-52
+    assert np.all(np.abs(resp - expected) <= (8 * eps + slack) * expected + np.finfo(dtype).smallest_subnormal)
+    if n_components > 1:
+        assert np.all(resp[:, 0] == 0)
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=n_components * 4 * eps)
+
+
 # ---- validation -------------------------------------------------------------------------------
 
 
