@@ -575,8 +575,16 @@ void gmm_responsibilities(const double* log_resp, double* resp, int64_t n) {
 // _estimate_gaussian_parameters (the k x d^2 divisions are the caller's).
 // Threads own contiguous ranges of rows (static schedule over row blocks) and accumulate into
 // their own float64 partials; the partials are added in thread order at the end.
+// Precision (cpu/mixture.hpp): gmm_moments sums in float64 for both dtypes (converting float32
+// rows once per block; its sums meet E[x^2] - mean^2 in the caller). gmm_full_scatter computes
+// in X's dtype S: per block of rows and component, D = S(x - mu) and W = S(r (x - mu)) from the
+// float64 difference, W^T D in S in the E-step's register tiles (tile_accumulate: 4 x 8
+// doubles, 4 x 16 floats) over the block's rows only, each tile then added to the float64
+// partial; so float32 X runs the n k d^2 / 2 FMAs 8 lanes wide with an error ~(B + 2) u32 for
+// B rows per block (<= 128), where one float32 sum over all the rows would grow with n.
 // Cost: moments ~ 2 n k d (+ n d^2 tied, + 2 n k d diag/spherical); full scatter ~ n k d^2
-// (upper triangle, four rows per pass over each accumulator row). Memory: threads x partials.
+// (upper triangle; the tiles cover it to within a vector of the diagonal), plus n k d
+// differences. Memory: threads x partials.
 
 namespace {
 
