@@ -67,14 +67,14 @@ def GMM_FLOAT32_Q_RTOL(n_features):
 #     M_ab = sum_i r_i |x_ia - mu_a| |x_ib - mu_b|,
 # relative to the spread about each component's own mean (the difference is taken in float64
 # before the rounding), not to the data's distance from the origin. Tolerance (B + 3) u, with B
-# the kernel's rows per block (cpu/mixture.cpp, full_scatter_impl): max(8, row_block(d) / 2),
-# row_block(d) = clamp(4096 // d, 8, 256) rounded down to a multiple of 4: B = 128 for d <= 16,
-# 64 at d = 32, 16 at d = 128, so at most 131 u = 7.8e-6. Observed worst (tests' shapes, offsets
-# 0 and 1000): ~2 u (a block's rounding errors partly cancel). Summing all the rows in float32
+# the kernel's float32 rows per block (cpu/mixture.cpp, full_scatter_impl): min(64,
+# row_block(d)), row_block(d) = clamp(4096 // d, 8, 256) rounded down to a multiple of 4: B = 64
+# for d <= 64, 32 at d = 128, so at most 67 u = 4.0e-6. Observed worst (tests' shapes, offsets 0
+# and 1000): ~2 u (a block's rounding errors partly cancel). Summing all the rows in float32
 # instead would make B = n: the test with 200,000 rows shows such a sum breaking this bound.
 def GMM_FLOAT32_SCATTER_RTOL(n_features):
     row_block = min(max(4096 // max(n_features, 1), 8), 256) // 4 * 4
-    return (max(8, row_block // 2) + 3) * 2.0**-24
+    return (min(64, row_block) + 3) * 2.0**-24
 
 
 def gmm_tol(table, dtype):

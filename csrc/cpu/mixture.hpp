@@ -26,9 +26,8 @@
 //     once from the float64 difference; W^T D summed in float32 (8-lane FMA chains) over one
 //     block of B rows, then added in float64 across blocks and threads. Per entry
 //       |delta scatter_ab| <~ (B + 2) u32 sum_i r_i |x_ia - mu_ca| |x_ib - mu_cb|,
-//     relative to the spread about the component's mean (no offset effect), B <= 128 rows
-//     (64 at d = 32, 16 at d = 128): at most ~7.8e-6 (tests/tolerances.py,
-//     GMM_FLOAT32_SCATTER_RTOL).
+//     relative to the spread about the component's mean (no offset effect), B <= 64 rows
+//     (32 at d = 128): at most ~4e-6 (tests/tolerances.py, GMM_FLOAT32_SCATTER_RTOL).
 #pragma once
 
 #include <cstdint>

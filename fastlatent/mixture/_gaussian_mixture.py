@@ -27,7 +27,7 @@ Differences from scikit-learn, on purpose:
   accurate than scikit-learn's, and agree with them to float32 rounding. The exceptions are
   on the cpu backend for float32 X: the E-step's squared Mahalanobis distances are computed in
   float32 (on data centred at the mean of the component means), and the "full" M-step's
-  weighted scatter is summed in float32 over blocks of at most 128 rows (of the differences
+  weighted scatter is summed in float32 over blocks of at most 64 rows (of the differences
   from each component's mean, taken in float64) and in float64 across blocks; the rest in
   float64.
   ``lower_bound_`` is a Python float.

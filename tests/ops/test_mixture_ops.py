@@ -295,7 +295,7 @@ def test_cpu_float32_centring_is_needed(covariance_type):
 # gmm_full_scatter sums r (x - mu)(x - mu)^T in float32 over each block of rows and in float64
 # across blocks: per entry within GMM_FLOAT32_SCATTER_RTOL(d) * M, M = sum_i r_i |d_ia| |d_ib|
 # with d = x - mu in float64 (tests/tolerances.py). (n, d, k): as FLOAT32_SHAPES, d = 128 with
-# more rows (several blocks of 16) and a case of several blocks of 128 rows (d = 5).
+# more rows (several blocks of 32) and a case of several blocks of 64 rows (d = 5).
 SCATTER_SHAPES = [(1, 5, 3), (50, 1, 4), (40, 7, 1), (64, 33, 13), (300, 128, 40), (1000, 5, 3)]
 
 
