@@ -58,6 +58,25 @@ def GMM_FLOAT32_Q_RTOL(n_features):
     return (n_features + 8) * 2.0**-24
 
 
+# The cpu backend's "full" M-step for float32 X (gmm_full_scatter) sums the weighted scatter
+# S = sum_i r_i (x_i - mu)(x_i - mu)^T in float32 over each block of B rows, then adds the blocks
+# (and the threads) in float64. D = float(x - mu) and W = float(r (x - mu)) are each rounded
+# once from float64 (relative error u = 2^-24 each), each entry of a block is an FMA chain of B
+# products (gamma_B), and the float64 additions cost O(2^-53). So, per entry,
+#     |delta S_ab| <= ((1 + u)^2 (1 + gamma_B) - 1) M_ab + O(2^-53) ~ (B + 2) u M_ab,
+#     M_ab = sum_i r_i |x_ia - mu_a| |x_ib - mu_b|,
+# relative to the spread about each component's own mean (the difference is taken in float64
+# before the rounding), not to the data's distance from the origin. Tolerance (B + 3) u, with B
+# the kernel's float32 rows per block (cpu/mixture.cpp, full_scatter_impl): min(64,
+# row_block(d)), row_block(d) = clamp(4096 // d, 8, 256) rounded down to a multiple of 4: B = 64
+# for d <= 64, 32 at d = 128, so at most 67 u = 4.0e-6. Observed worst (tests' shapes, offsets 0
+# and 1000): ~2 u (a block's rounding errors partly cancel). Summing all the rows in float32
+# instead would make B = n: the test with 200,000 rows shows such a sum breaking this bound.
+def GMM_FLOAT32_SCATTER_RTOL(n_features):
+    row_block = min(max(4096 // max(n_features, 1), 8), 256) // 4 * 4
+    return (min(64, row_block) + 3) * 2.0**-24
+
+
 def gmm_tol(table, dtype):
     rtol, atol = table[np.dtype(dtype).type]
     return {"rtol": rtol, "atol": atol}

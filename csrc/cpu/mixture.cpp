@@ -69,8 +69,6 @@ int64_t row_block(int64_t n_features) {
   return std::clamp<int64_t>(4096 / std::max<int64_t>(n_features, 1), 8, 256) / 4 * 4;
 }
 
-constexpr int64_t kTileCols = 8;  // the M-step's GEMM tile (float64): two AVX registers per row
-
 typedef double v4d __attribute__((vector_size(32)));
 inline v4d load4(const double* p) {
   v4d v;
@@ -112,7 +110,6 @@ struct AlignedArray {
     data = storage.data() + ((64 - address % 64) % 64) / sizeof(S);
   }
 };
-using AlignedBuffer = AlignedArray<double>;
 
 // Per-component constants of the model, computed in float64 once per call (k d^2 work at most)
 // and stored in the compute scalar S: float64 for float64 X, float32 for float32 X.
@@ -238,6 +235,37 @@ Model<S> make_model(const double* means, const double* chol, int64_t d, int64_t 
   return m;
 }
 
+// The register tile shared by the E-step's GEMM (gemm_rows4) and the M-step's scatter
+// (scatter_block): 4 rows x kTile<S> columns (two vectors per row) of x^T-times-P products,
+//   c[2 r + h] += sum_{a in [begin, end)} x[r * x_row + a * x_step] * P[a * ldp + h L : + L],
+// one FMA per term, a in order. E-step: x's rows are 4 rows of X (x_row = d, x_step = 1);
+// scatter: 4 columns of W (x_row = 1, x_step = dp).
+template <class S>
+inline void tile_accumulate(const S* __restrict x, int64_t x_row, int64_t x_step,
+                            const S* __restrict P, int64_t ldp, int64_t begin, int64_t end,
+                            Vector<S> (&c)[8]) {
+  using V = Vector<S>;
+  constexpr int64_t L = kLanes<S>;
+  for (int64_t a = begin; a < end; ++a) {
+    V p0 = detail::load<V>(P + a * ldp), p1 = detail::load<V>(P + a * ldp + L);
+#if defined(__AVX__)
+    // In registers: GCC otherwise folds each load into the four FMAs that use it, twelve loads
+    // per eight FMAs, and the loop waits on the load ports (1.2x on the float64 scatter).
+    __asm__("" : "+x"(p0), "+x"(p1));
+#endif
+    const S* xa = x + a * x_step;
+    const S b0 = xa[0], b1 = xa[x_row], b2 = xa[2 * x_row], b3 = xa[3 * x_row];
+    c[0] += b0 * p0;
+    c[1] += b0 * p1;
+    c[2] += b1 * p0;
+    c[3] += b1 * p1;
+    c[4] += b2 * p0;
+    c[5] += b2 * p1;
+    c[6] += b3 * p0;
+    c[7] += b3 * p1;
+  }
+}
+
 // Four rows x (stride d) times one padded factor P [d x dp], one register tile of 4 rows x
 // kTile<S> columns (two vectors) at a time over the rows [begin, end) of P that hold the tile's
 // nonzeros (skipping only zeros, so exact for any P). kStore: y [4 x dp] = x @ P. Otherwise
@@ -251,43 +279,25 @@ inline void gemm_rows4(const S* __restrict x, int64_t d, int64_t dp, const S* __
   constexpr int64_t L = kLanes<S>, tile = kTile<S>;
   const V zero = detail::splat(S(0));
   V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-  const S* x0 = x;
-  const S* x1 = x + d;
-  const S* x2 = x + 2 * d;
-  const S* x3 = x + 3 * d;
   for (int64_t t = 0; t < dp / tile; ++t) {
     const int64_t j0 = t * tile;
-    V c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
-      c31 = zero;
-    for (int64_t a = begin[t]; a < end[t]; ++a) {
-      const V p0 = detail::load<V>(P + a * dp + j0), p1 = detail::load<V>(P + a * dp + j0 + L);
-      const S b0 = x0[a], b1 = x1[a], b2 = x2[a], b3 = x3[a];
-      c00 += b0 * p0;
-      c01 += b0 * p1;
-      c10 += b1 * p0;
-      c11 += b1 * p1;
-      c20 += b2 * p0;
-      c21 += b2 * p1;
-      c30 += b3 * p0;
-      c31 += b3 * p1;
-    }
+    V c[8] = {zero, zero, zero, zero, zero, zero, zero, zero};
+    tile_accumulate<S>(x, d, 1, P + j0, dp, begin[t], end[t], c);
     if constexpr (kStore) {
-      store<S>(y + j0, c00);
-      store<S>(y + j0 + L, c01);
-      store<S>(y + dp + j0, c10);
-      store<S>(y + dp + j0 + L, c11);
-      store<S>(y + 2 * dp + j0, c20);
-      store<S>(y + 2 * dp + j0 + L, c21);
-      store<S>(y + 3 * dp + j0, c30);
-      store<S>(y + 3 * dp + j0 + L, c31);
+      for (int r = 0; r < 4; ++r) {
+        store<S>(y + r * dp + j0, c[2 * r]);
+        store<S>(y + r * dp + j0 + L, c[2 * r + 1]);
+      }
     } else {
       const V m0 = detail::load<V>(mp + j0), m1 = detail::load<V>(mp + j0 + L);
-      c00 -= m0; c01 -= m1; c10 -= m0; c11 -= m1;
-      c20 -= m0; c21 -= m1; c30 -= m0; c31 -= m1;
-      s0 += c00 * c00 + c01 * c01;
-      s1 += c10 * c10 + c11 * c11;
-      s2 += c20 * c20 + c21 * c21;
-      s3 += c30 * c30 + c31 * c31;
+      for (int r = 0; r < 4; ++r) {
+        c[2 * r] -= m0;
+        c[2 * r + 1] -= m1;
+      }
+      s0 += c[0] * c[0] + c[1] * c[1];
+      s1 += c[2] * c[2] + c[3] * c[3];
+      s2 += c[4] * c[4] + c[5] * c[5];
+      s3 += c[6] * c[6] + c[7] * c[7];
     }
   }
   if constexpr (!kStore) {
@@ -585,8 +595,16 @@ void gmm_responsibilities(const double* log_resp, double* resp, int64_t n) {
 // _estimate_gaussian_parameters (the k x d^2 divisions are the caller's).
 // Threads own contiguous ranges of rows (static schedule over row blocks) and accumulate into
 // their own float64 partials; the partials are added in thread order at the end.
+// Precision (cpu/mixture.hpp): gmm_moments sums in float64 for both dtypes (converting float32
+// rows once per block; its sums meet E[x^2] - mean^2 in the caller). gmm_full_scatter computes
+// in X's dtype S: per block of rows and component, D = S(x - mu) and W = S(r (x - mu)) from the
+// float64 difference, W^T D in S in the E-step's register tiles (tile_accumulate: 4 x 8
+// doubles, 4 x 16 floats) over the block's rows only, each tile then added to the float64
+// partial; so float32 X runs the n k d^2 / 2 FMAs 8 lanes wide with an error ~(B + 2) u32 for
+// B rows per block (<= 64), where one float32 sum over all the rows would grow with n.
 // Cost: moments ~ 2 n k d (+ n d^2 tied, + 2 n k d diag/spherical); full scatter ~ n k d^2
-// (upper triangle, four rows per pass over each accumulator row). Memory: threads x partials.
+// (upper triangle; the tiles cover it to within a vector of the diagonal), plus n k d
+// differences. Memory: threads x partials.
 
 namespace {
 
@@ -695,16 +713,60 @@ void moments_impl(const T* X, const T* resp, int64_t n, int64_t d, int64_t k,
       for (int64_t b = 0; b < a; ++b) extra[a * d + b] = extra[b * d + a];
 }
 
+// part[0 .. lanes) += t: 4 doubles, or 8 floats converted exactly to double.
+inline void add_into(double* part, v4d t) { store4(part, load4(part) + t); }
+inline void add_into(double* part, detail::v8sf t) {
+  float f[8];
+  std::memcpy(f, &t, sizeof f);
+  store4(part, load4(part) + detail::load_as_double(f));
+  store4(part + 4, load4(part + 4) + detail::load_as_double(f + 4));
+}
+
+// One block of rows' contribution to one component's scatter, over the upper triangle: part
+// (float64, row stride ld) += W^T D, with W and D [rows x ld] in S, zero padded from column d
+// to ld >= d rounded up to L, plus L. Register tiles of 4 rows (a0..a0+3) x kTile<S> = 2 L
+// columns, the first starting at a0 rounded down to a multiple of L (so the tiles cover the
+// triangle to within L - 1 columns of the diagonal: a tile starting at a0 rounded down to a
+// multiple of 2 L does 1.5x the triangle's work at d = 32 in float32, more vector FMAs than
+// float64's 8-column tiles), summed over the block's rows in S (tile_accumulate), then added to
+// part in float64. Each entry is its own FMA chain over the rows in order, whatever the tiling.
+template <class S>
+void scatter_block(const S* weighted, const S* diff, int64_t rows, int64_t d, int64_t ld,
+                   double* part) {
+  using V = Vector<S>;
+  constexpr int64_t L = kLanes<S>, tile = kTile<S>;
+  const V zero = detail::splat(S(0));
+  for (int64_t a0 = 0; a0 < d; a0 += 4)
+    for (int64_t j0 = a0 / L * L; j0 < d; j0 += tile) {
+      V c[8] = {zero, zero, zero, zero, zero, zero, zero, zero};
+      tile_accumulate<S>(weighted + a0, 1, ld, diff + j0, ld, 0, rows, c);
+      double* s0 = part + a0 * ld + j0;
+      for (int r = 0; r < 4; ++r) {
+        add_into(s0 + r * ld, c[2 * r]);
+        add_into(s0 + r * ld + L, c[2 * r + 1]);
+      }
+    }
+}
+
 template <class T>
 void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n, int64_t d,
                        int64_t k, double* scatter) {
-  // Per thread and component a [dp x dp] partial; each block of rows adds W^T D to it, W and D
-  // [rows x dp] (zero padded) the weighted and plain differences, as a GEMM in register tiles
-  // of 4 x 8 over the upper triangle (tiles whose columns reach the diagonal).
-  const int64_t dp = (d + kTileCols - 1) / kTileCols * kTileCols;
+  // Per thread and component a [dp x dp] float64 partial; each block of rows adds W^T D to it
+  // (scatter_block), W and D [rows x dp] (zero padded) the weighted and plain differences in
+  // X's dtype S: D = S(x - mu), W = S(r (x - mu)), each rounded once from float64 (for float32,
+  // r (x - mu) rounded once is one rounding closer than float(r) * float(x - mu)).
+  using S = T;
+  constexpr int64_t L = kLanes<S>;
+  const int64_t dp = (d + L - 1) / L * L + L;  // the row stride (scatter_block)
   const size_t dd = size_t(d) * size_t(d), pp = size_t(dp) * size_t(dp);
   const size_t stride = size_t(k) * pp + 8;
-  const int64_t block = std::max<int64_t>(8, row_block(d) / 2);  // W and D: 2 x block x dp doubles in L1
+  // W and D: 2 x block x dp values in L1 (float64: up to ~32 KiB). float32: up to twice the rows
+  // for the same bytes, at most 64 -- the float32 sums run over one block of rows, an error
+  // ~(block + 2) u32 (cpu/mixture.hpp). At d = 128 its 32 rows (float64: 16) halve the passes
+  // over the 148 KB partials per component: 1.14x (paired, 100,000 x 128, K = 40); at d = 32,
+  // 128 rows (40 KB) were slower than 64.
+  const int64_t block = std::is_same_v<S, double> ? std::max<int64_t>(8, row_block(d) / 2)
+                                                  : std::min<int64_t>(64, row_block(d));
   const int64_t n_blocks = (n + block - 1) / block;
   const int n_threads = detail::threads_for(double(n) * double(k) * double(d) * double(d));
   std::vector<double> partials(size_t(n_threads) * stride, 0.0);
@@ -714,10 +776,9 @@ void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n
 #pragma omp single
     used = omp_get_num_threads();
     double* part = partials.data() + size_t(omp_get_thread_num()) * stride;
-    AlignedBuffer diff, weighted;
+    AlignedArray<S> diff, weighted;
     diff.assign(size_t(block) * size_t(dp));
     weighted.assign(size_t(block) * size_t(dp));
-    const v4d zero = {0.0, 0.0, 0.0, 0.0};
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t i0 = b * block;
@@ -727,42 +788,15 @@ void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n
         for (int64_t i = 0; i < rows; ++i) {
           const double r = static_cast<double>(resp[(i0 + i) * k + c]);
           const T* x = X + (i0 + i) * d;
-          double* __restrict df = diff.data + i * dp;
-          double* __restrict w = weighted.data + i * dp;
+          S* __restrict df = diff.data + i * dp;
+          S* __restrict w = weighted.data + i * dp;
           for (int64_t j = 0; j < d; ++j) {
-            df[j] = static_cast<double>(x[j]) - mu[j];
-            w[j] = r * df[j];
+            const double difference = static_cast<double>(x[j]) - mu[j];
+            df[j] = static_cast<S>(difference);
+            w[j] = static_cast<S>(r * difference);
           }
         }
-        double* S = part + size_t(c) * pp;
-        for (int64_t a0 = 0; a0 < dp; a0 += 4)
-          for (int64_t j0 = a0 / kTileCols * kTileCols; j0 < dp; j0 += kTileCols) {
-            v4d c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero,
-                c30 = zero, c31 = zero;
-            for (int64_t i = 0; i < rows; ++i) {
-              const double* df = diff.data + i * dp + j0;
-              const double* w = weighted.data + i * dp + a0;
-              const v4d p0 = load4(df), p1 = load4(df + 4);
-              const double b0 = w[0], b1 = w[1], b2 = w[2], b3 = w[3];
-              c00 += b0 * p0;
-              c01 += b0 * p1;
-              c10 += b1 * p0;
-              c11 += b1 * p1;
-              c20 += b2 * p0;
-              c21 += b2 * p1;
-              c30 += b3 * p0;
-              c31 += b3 * p1;
-            }
-            double* s0 = S + a0 * dp + j0;
-            store4(s0, load4(s0) + c00);
-            store4(s0 + 4, load4(s0 + 4) + c01);
-            store4(s0 + dp, load4(s0 + dp) + c10);
-            store4(s0 + dp + 4, load4(s0 + dp + 4) + c11);
-            store4(s0 + 2 * dp, load4(s0 + 2 * dp) + c20);
-            store4(s0 + 2 * dp + 4, load4(s0 + 2 * dp + 4) + c21);
-            store4(s0 + 3 * dp, load4(s0 + 3 * dp) + c30);
-            store4(s0 + 3 * dp + 4, load4(s0 + 3 * dp + 4) + c31);
-          }
+        scatter_block<S>(weighted.data, diff.data, rows, d, dp, part + size_t(c) * pp);
       }
     }
   }
@@ -775,9 +809,9 @@ void full_scatter_impl(const T* X, const T* resp, const double* means, int64_t n
           scatter[size_t(c) * dd + size_t(a * d + j)] += part[size_t(c) * pp + size_t(a * dp + j)];
   }
   for (int64_t c = 0; c < k; ++c) {  // mirror the upper triangle
-    double* S = scatter + size_t(c) * dd;
+    double* sc = scatter + size_t(c) * dd;
     for (int64_t a = 0; a < d; ++a)
-      for (int64_t b = 0; b < a; ++b) S[a * d + b] = S[b * d + a];
+      for (int64_t b = 0; b < a; ++b) sc[a * d + b] = sc[b * d + a];
   }
 }
 

@@ -24,9 +24,12 @@ those parameters (not X, not the responsibilities) across the bus once each way.
 Differences from scikit-learn, on purpose:
 - The ops compute in float64 whatever X's dtype, and store float32 parameters for float32
   input (scikit-learn computes in float32 there); float32 fits are therefore a little more
-  accurate than scikit-learn's, and agree with them to float32 rounding. The exception is the
-  cpu backend's E-step on float32 X: its squared Mahalanobis distances are computed in
-  float32 (on data centred at the mean of the component means), the rest in float64.
+  accurate than scikit-learn's, and agree with them to float32 rounding. The exceptions are
+  on the cpu backend for float32 X: the E-step's squared Mahalanobis distances are computed in
+  float32 (on data centred at the mean of the component means), and the "full" M-step's
+  weighted scatter is summed in float32 over blocks of at most 64 rows (of the differences
+  from each component's mean, taken in float64) and in float64 across blocks; the rest in
+  float64.
   ``lower_bound_`` is a Python float.
 - ``fit`` never writes to a parameter: scikit-learn replaces ``weights_init``, ``means_init``
   and ``precisions_init`` by their validated arrays; here they are left as given.

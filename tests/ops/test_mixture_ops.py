@@ -14,7 +14,13 @@ from sklearn.mixture._gaussian_mixture import (
 from fastlatent.backends import get_backend, is_available
 from fastlatent.backends import numpy as reference
 from fastlatent.ops.mixture import gmm_e_step, gmm_estimate_log_prob, gmm_m_step, gmm_responsibilities
-from tolerances import GMM_BACKEND_VS_REFERENCE, GMM_FLOAT32_Q_RTOL, GMM_REFERENCE_VS_SKLEARN, gmm_tol
+from tolerances import (
+    GMM_BACKEND_VS_REFERENCE,
+    GMM_FLOAT32_Q_RTOL,
+    GMM_FLOAT32_SCATTER_RTOL,
+    GMM_REFERENCE_VS_SKLEARN,
+    gmm_tol,
+)
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # (n_samples, n_features, n_components): one row, one feature, K = N, a plain case.
@@ -318,3 +324,93 @@ def test_cpu_float32_centring_is_needed(covariance_type):
     log_prob = gmm_estimate_log_prob(X, means, precisions_cholesky, covariance_type, backend="cpu")
     ok, excess = float32_errors_within_bound(log_prob, expected, bound)
     assert ok, excess  # ... which the cpu kernel meets
+
+
+# ---- the "full" M-step's scatter of float32 input, summed in float32 per block (cpu backend) ---
+# gmm_full_scatter sums r (x - mu)(x - mu)^T in float32 over each block of rows and in float64
+# across blocks: per entry within GMM_FLOAT32_SCATTER_RTOL(d) * M, M = sum_i r_i |d_ia| |d_ib|
+# with d = x - mu in float64 (tests/tolerances.py). (n, d, k): as FLOAT32_SHAPES, d = 128 with
+# more rows (several blocks of 32) and a case of several blocks of 64 rows (d = 5).
+SCATTER_SHAPES = [(1, 5, 3), (50, 1, 4), (40, 7, 1), (64, 33, 13), (300, 128, 40), (1000, 5, 3)]
+
+
+def float64_scatter(X64, resp64, means):
+    """sum_i r_ic (x_i - mu_c)(x_i - mu_c)^T and the bound's scale M, both [k x d x d] float64."""
+    scatter, scale = [], []
+    for c in range(len(means)):
+        D = X64 - means[c]
+        scatter.append((resp64[:, c, None] * D).T @ D)
+        scale.append((resp64[:, c, None] * np.abs(D)).T @ np.abs(D))
+    return np.array(scatter), np.array(scale)
+
+
+def sparse_resp(rng, n, k):
+    """Dirichlet responsibilities with about a third of the entries zero (rows renormalised,
+    every row keeps one nonzero) and, for k > 2, the last component's column all zeros."""
+    resp = rng.dirichlet(np.ones(k), n)
+    resp[rng.random((n, k)) < 0.35] = 0.0
+    if k > 2:
+        resp[:, -1] = 0.0
+    empty = resp.sum(1) == 0
+    resp[empty, rng.integers(0, max(k - 1, 1), empty.sum())] = 1.0
+    return (resp / resp.sum(1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+@pytest.mark.parametrize("n, d, k", SCATTER_SHAPES)
+def test_cpu_float32_full_scatter_within_error_bound(n, d, k, offset):
+    """Data at 0 and at 1000 with unit spread: the bound is relative to the spread about each
+    component's mean, as the difference x - mu is taken in float64 before the rounding."""
+    if not is_available("cpu"):
+        pytest.skip("backend 'cpu' not available here")
+    from fastlatent import _cpu
+
+    rng = np.random.default_rng(n * 1000 + d * 10 + k)
+    X, _, _, _ = offset_problem(rng, "full", n, d, k, offset)
+    resp = sparse_resp(rng, n, k)
+    X64, resp64 = X.astype(np.float64), resp.astype(np.float64)
+    nk = resp64.sum(0) + 10 * np.finfo(np.float32).eps
+    means = resp64.T @ X64 / nk[:, None]
+    expected, scale = float64_scatter(X64, resp64, means)
+    bound = GMM_FLOAT32_SCATTER_RTOL(d) * scale
+
+    scatter = _cpu.gmm_full_scatter(X, resp, means)
+    assert scatter.dtype == np.float64 and scatter.shape == (k, d, d)
+    assert np.array_equal(scatter, scatter.transpose(0, 2, 1))
+    assert (np.abs(scatter - expected) <= bound).all(), (np.abs(scatter - expected) / np.maximum(scale, 1e-300)).max()
+    if k > 2:
+        assert (scatter[-1] == 0).all()  # a component without responsibility
+
+    # The M-step's covariances: scatter / nk + reg_covar, rounded to float32 once.
+    reg_covar = 1e-6
+    nk32, means32, covariances = gmm_m_step(X, resp, reg_covar, "full", backend="cpu")
+    expected_covariances = expected / nk[:, None, None] + reg_covar * np.eye(d)
+    assert covariances.dtype == np.float32
+    excess = np.abs(covariances - expected_covariances) - (bound / nk[:, None, None] + U32 * np.abs(expected_covariances))
+    assert excess.max() <= 0, excess.max()
+    assert_allclose(means32, means, rtol=U32, atol=0)
+    assert_allclose(nk32, nk, rtol=U32, atol=0)
+
+
+def test_cpu_float32_full_scatter_sums_blocks_in_float64():
+    """200,000 rows: the cpu kernel meets the per-block bound, which one float32 sum over all
+    the rows (emulated in NumPy: sequential float32 sums of the same rounded products) breaks."""
+    if not is_available("cpu"):
+        pytest.skip("backend 'cpu' not available here")
+    from fastlatent import _cpu
+
+    rng = np.random.default_rng(5)
+    n, d = 200_000, 2
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    resp = np.ones((n, 1), dtype=np.float32)
+    X64 = X.astype(np.float64)
+    means = X64.mean(0, keepdims=True)
+    expected, scale = float64_scatter(X64, resp.astype(np.float64), means)
+    bound = GMM_FLOAT32_SCATTER_RTOL(d) * scale[0]
+
+    D = X64 - means[0]
+    difference, weighted = D.astype(np.float32), D.astype(np.float32)  # r = 1: W = D
+    one_sum = np.array([[np.cumsum(weighted[:, a] * difference[:, b], dtype=np.float32)[-1] for b in range(d)] for a in range(d)])
+    assert (np.abs(one_sum - expected[0]) > bound).any()  # one float32 sum over all the rows ...
+    scatter = _cpu.gmm_full_scatter(X, resp, means)
+    assert (np.abs(scatter[0] - expected[0]) <= bound).all()  # ... the per-block sums do not
