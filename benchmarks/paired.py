@@ -4,6 +4,7 @@ medians and the range of the paired ratios (a slow spell hits both sides of a pa
     python benchmarks/paired.py mixture     # GaussianMixture EM iterations, 100,000x32, K=16
     python benchmarks/paired.py mixture float32   # the same on float32 data
     python benchmarks/paired.py kmeans      # KMeans Lloyd iterations at bench_kmeans.py's shapes
+    python benchmarks/paired.py kmeans sklearnex  # the same against scikit-learn-intelex
 
 Each fit runs 10 iterations (tol=0, the same initialisation on both sides); times are per
 iteration. pytest-benchmark (bench_mixture.py, bench_kmeans.py) times each side in a block.
@@ -24,7 +25,7 @@ import fastlatent
 ITERATIONS, PAIRS = 10, 5
 
 
-def paired(name, ours, theirs):
+def paired(name, ours, theirs, peer="scikit-learn"):
     ours()  # warm-up
     times = []
     for _ in range(PAIRS):
@@ -37,7 +38,7 @@ def paired(name, ours, theirs):
     a = statistics.median(t[0] for t in times)
     b = statistics.median(t[1] for t in times)
     ratios = [t[1] / t[0] for t in times]
-    print(f"{name}: fastlatent {a * 1e3:.1f} ms, scikit-learn {b * 1e3:.1f} ms per iteration, "
+    print(f"{name}: fastlatent {a * 1e3:.1f} ms, {peer} {b * 1e3:.1f} ms per iteration, "
           f"ratio {b / a:.2f} (pairs {min(ratios):.1f}-{max(ratios):.1f})")
 
 
@@ -58,12 +59,17 @@ def mixture(dtype="float64"):
                lambda: fastlatent.GaussianMixture(**params).fit(Xd), lambda: SkGaussianMixture(**params).fit(Xd))
 
 
-def kmeans():
+def kmeans(peer="sklearn"):
+    """``python benchmarks/paired.py kmeans sklearnex`` pairs with scikit-learn-intelex instead."""
+    if peer == "sklearnex":
+        from sklearnex.cluster import KMeans as PeerKMeans
+    else:
+        PeerKMeans = SkKMeans
     for n, d, k in ((100_000, 64, 16), (100_000, 128, 256), (1_000_000, 64, 64)):
         X = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
         params = dict(init=X[:k].copy(), n_init=1, max_iter=ITERATIONS, tol=0)
-        paired(f"KMeans {n}x{d} K={k} float32",
-               lambda: fastlatent.KMeans(k, **params).fit(X), lambda: SkKMeans(k, **params).fit(X))
+        paired(f"KMeans {n}x{d} K={k} float32", lambda: fastlatent.KMeans(k, **params).fit(X),
+               lambda: PeerKMeans(k, **params).fit(X), "scikit-learn" if peer == "sklearn" else peer)
 
 
 if __name__ == "__main__":
