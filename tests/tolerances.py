@@ -23,13 +23,13 @@ def distance_tol(table, dtype):
 KMEANS_INERTIA_RTOL = {np.float32: 1e-4, np.float64: 1e-5}
 KMEANS_CENTERS_RTOL = {np.float32: 1e-4, np.float64: 1e-7}
 
-# GaussianMixture (DESIGN.md). Every backend computes in float64 and returns X's dtype, so
-# backends agree with the NumPy reference to float64 rounding (numba: rtol 1e-10), and in
-# float32 to one float32 rounding of the output -- except the cpu backend's float32 E-step,
-# whose squared distances are computed in float32 (GMM_FLOAT32_Q_RTOL below): on these tests'
-# shapes (d <= 8, unit-scale data) its error stays within this float32 entry too (measured up
-# to 0.15 of it), and the per-element bound test covers large d and offset data. Against scikit-learn: float64 is the same
-# formula (a few ulps); in float32 scikit-learn computes in float32 (E[x^2] - mean^2 for
+# GaussianMixture (DESIGN.md). The backends compute in float64 and return X's dtype, so they
+# agree with the NumPy reference to float64 rounding (numba: rtol 1e-10), and in float32 to one
+# float32 rounding of the output -- except the cpu backend's float32 E-step distances and full
+# scatter, computed in float32 (GMM_FLOAT32_Q_RTOL, GMM_FLOAT32_SCATTER_RTOL below): on these
+# tests' shapes (d <= 8, unit-scale data) their error stays within this float32 entry too
+# (measured up to 0.15 of it), and the bound tests cover large d and offset data. Against
+# scikit-learn: float64 is the same formula (a few ulps); in float32 scikit-learn computes in float32 (E[x^2] - mean^2 for
 # "diag"/"spherical"/"tied" cancels), so parameters agree to rtol 1e-4 with an atol.
 # (rtol, atol) by dtype.
 GMM_BACKEND_VS_REFERENCE = {np.float32: (2e-6, 2e-5), np.float64: (1e-10, 1e-10)}
