@@ -73,7 +73,16 @@ inline v4df fmadd(v4df a, v4df b, v4df c) {
   return a * b + c;
 #endif
 }
-inline double fmadd(double a, double b, double c) { return a * b + c; }
+// Scalar too: whether GCC contracts a*b+c depends on the surrounding code and the optimisation
+// level, so two loops meant to give the same bits (the k-means step's exact tail and
+// reduce_pair's) could round differently (seen in a -O2 sanitizer build).
+inline double fmadd(double a, double b, double c) {
+#if defined(__FMA__)
+  return __builtin_fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
 
 inline v8sf absolute(v8sf v) { return (v8sf)((v8si)v & 0x7fffffff); }
 inline v4df absolute(v4df v) { return (v4df)((v4di)v & 0x7fffffffffffffffLL); }
