@@ -56,7 +56,7 @@ def kneighbors(X, Y, n_neighbors, metric="euclidean", *, precision="exact", back
     _reduced_precision.check_precision(precision, metric)
     pair = check_pair(X, Y)
     n_neighbors = check_n_neighbors(n_neighbors, pair[1].shape[0])
-    return nearest_rows("kneighbors", pair, n_neighbors, metric, precision, backend)
+    return to_like(X, *nearest_rows("kneighbors", pair, n_neighbors, metric, precision, backend))
 
 
 def nearest_rows(op, pair, n_neighbors, metric, precision, backend):
