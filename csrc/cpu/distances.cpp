@@ -523,10 +523,8 @@ template <class T>
 void screened_neighbors(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
                         int64_t n_neighbors, Metric metric, T* distances, int64_t* indices) {
   if constexpr (std::is_same_v<T, double>) {
-    double max_y_squared = 0.0;
-    for (int64_t j = 0; j < n_y; ++j)
-      max_y_squared = std::max(max_y_squared, reduce_pair<DotProduct>(Y + j * n_features, Y + j * n_features, n_features));
-    if (metric == Metric::cosine || max_y_squared < 0x1p100) {
+    // cosine screens unit rows.
+    if (metric == Metric::cosine || float_screening_fits(Y, n_y, n_features)) {
       screened_neighbors_in<double, float>(X, n_x, Y, n_y, n_features, n_neighbors, metric,
                                            distances, indices);
       return;

@@ -678,17 +678,23 @@ void nearest_screened(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t 
   }
 }
 
-// The screened search in T, or for double input in float where Y's norms allow (float
-// products run at twice the rate; the answers are the same bits either way).
+// Whether double rows Y may be screened in float (twice the GEMM rate; the exact re-check stays
+// in double, so the answers are the same bits): their norms far inside float's range, |y| < 2^50
+// (rows of X past it are re-checked exactly anyway). Used by this search and by the top-k
+// screening in distances.cpp.
+inline bool float_screening_fits(const double* Y, int64_t n_y, int64_t n_features) {
+  double max_y_squared = 0.0;
+  for (int64_t j = 0; j < n_y; ++j)
+    max_y_squared = std::max(max_y_squared, reduce_pair<DotProduct>(Y + j * n_features, Y + j * n_features, n_features));
+  return max_y_squared < 0x1p100;
+}
+
+// The screened search in T, or for double input in float where float_screening_fits.
 template <class T, class Sink>
 void nearest_sqeuclidean(const T* X, int64_t n_x, const T* Y, int64_t n_y, int64_t n_features,
                          Metric metric, Sink& sink) {
   if constexpr (std::is_same_v<T, double>) {
-    double max_y_squared = 0.0;
-    for (int64_t j = 0; j < n_y; ++j)
-      max_y_squared = std::max(max_y_squared, reduce_pair<DotProduct>(Y + j * n_features, Y + j * n_features, n_features));
-    // Far inside float's range (|y| < 2^50; rows of X past it are re-checked exactly anyway).
-    if (max_y_squared < 0x1p100) {
+    if (float_screening_fits(Y, n_y, n_features)) {
       nearest_screened<double, float>(X, n_x, Y, n_y, n_features, metric, sink);
       return;
     }
