@@ -26,6 +26,7 @@ M-step: nk = resp.sum(0), sums = resp^T X (2 n k d); "full": the centred scatter
 import numpy as np
 
 from .._arrays import logsumexp_rows
+from .numpy import _gmm_log_det_cholesky
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _BLOCK_ELEMENTS = 1 << 24
@@ -37,17 +38,6 @@ def _row_blocks(n_rows, elements_per_row, block_elements):
         yield slice(start, min(start + step, n_rows))
 
 
-def _log_det_cholesky(xp, precisions_cholesky, covariance_type, n_features):
-    """log det of each precision Cholesky factor (= -1/2 log det of the covariance), (k,)."""
-    if covariance_type == "full":
-        return xp.log(xp.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
-    if covariance_type == "tied":
-        return xp.log(xp.diagonal(precisions_cholesky)).sum()
-    if covariance_type == "diag":
-        return xp.log(precisions_cholesky).sum(axis=1)
-    return n_features * xp.log(precisions_cholesky)
-
-
 class _Model:
     """The parameters in float64 and what every block reuses: projected means, precisions,
     the log-determinants, and the elements of the largest temporary per row."""
@@ -57,7 +47,7 @@ class _Model:
         self.means = xp.asarray(means, dtype=xp.float64)
         n_components, n_features = self.means.shape
         P = xp.asarray(precisions_cholesky, dtype=xp.float64)
-        self.log_det = _log_det_cholesky(xp, P, covariance_type, n_features)
+        self.log_det = _gmm_log_det_cholesky(P, covariance_type, n_features)
         self.elements_per_row = max(n_components, n_features)
         if covariance_type == "full":
             # [P_1 ... P_k] side by side: column k*d + j is column j of P_k.

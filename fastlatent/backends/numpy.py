@@ -107,14 +107,16 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def _gmm_log_det_cholesky(precisions_cholesky, covariance_type, n_features):
-    """log det of each precision Cholesky factor (= -1/2 log det of the covariance), (k,)."""
+    """log det of each precision Cholesky factor (= -1/2 log det of the covariance), (k,).
+    NumPy or CuPy (``_gmm_blocked`` uses it too)."""
+    xp = array_namespace(precisions_cholesky)
     if covariance_type == "full":
-        return np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+        return xp.log(xp.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
     if covariance_type == "tied":
-        return np.log(np.diag(precisions_cholesky)).sum()
+        return xp.log(xp.diagonal(precisions_cholesky)).sum()
     if covariance_type == "diag":
-        return np.log(precisions_cholesky).sum(axis=1)
-    return n_features * np.log(precisions_cholesky)
+        return xp.log(precisions_cholesky).sum(axis=1)
+    return n_features * xp.log(precisions_cholesky)
 
 
 def _gmm_squared_mahalanobis(X, means, precisions_cholesky, covariance_type):
